@@ -1,0 +1,20 @@
+"""Engine adapters, one per engine, looked up by the config's ``engine`` name."""
+
+from __future__ import annotations
+
+from modelfleet.engines.base import EngineAdapter
+from modelfleet.engines.builtin_adapter import BuiltinAdapter
+from modelfleet.engines.simulator_adapter import SimulatorAdapter
+from modelfleet.errors import ConfigError
+
+_ADAPTERS: dict[str, type[EngineAdapter]] = {
+    "builtin": BuiltinAdapter,
+    "simulator": SimulatorAdapter,
+}
+
+
+def adapter_for(engine: str) -> EngineAdapter:
+    try:
+        return _ADAPTERS[engine]()
+    except KeyError:
+        raise ConfigError(f"engine {engine!r} is not available in this build") from None

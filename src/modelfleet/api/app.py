@@ -1,0 +1,135 @@
+"""The ASGI application: a raw-ASGI front for inference, FastAPI for the rest.
+
+``create_app(settings)`` returns ``GatewayApp``. Inference POSTs (chat,
+completions, embeddings, rerank) are dispatched by a dict lookup straight to
+the proxy; every other request goes to the FastAPI app, whose last route
+forwards unknown OpenAI-style paths to the engine of the body's model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from modelfleet import __version__
+from modelfleet.api import health, models, openapi
+from modelfleet.api.core import Core
+from modelfleet.errors import (
+    FleetError,
+    InvalidRequestError,
+    NotFoundError,
+    RouteNotFoundError,
+    as_fleet_error,
+    render_error,
+)
+from modelfleet.gateway.asgi import Receive, Scope, Send
+from modelfleet.gateway.proxy import INFERENCE_ROUTES
+from modelfleet.settings import Settings
+
+log = logging.getLogger("modelfleet.api")
+
+
+def _error_response(exc: FleetError, path: str) -> Response:
+    status, headers, body = render_error(exc, path)
+    return Response(body, status_code=status,
+                    headers={k.decode(): v.decode() for k, v in headers})
+
+
+def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        core = Core.build(settings)
+        app.state.core = core
+        holder.core = core
+        await core.start()
+        try:
+            yield
+        finally:
+            await core.close()
+
+    api = FastAPI(
+        title="modelfleet",
+        version=__version__,
+        description="One OpenAI-compatible endpoint for a fleet of models.",
+        lifespan=lifespan,
+    )
+    api.include_router(health.router)
+    api.include_router(models.router)
+
+    @api.exception_handler(FleetError)
+    async def fleet_error(request: Request, exc: FleetError) -> Response:
+        return _error_response(exc, request.url.path)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"] if p != "body")
+        err = InvalidRequestError(f"{param}: {first['msg']}", param=param or None)
+        err.status = 422
+        return _error_response(err, request.url.path)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        err: FleetError
+        if exc.status_code == 404:
+            err = RouteNotFoundError(f"no route {request.url.path}")
+        else:
+            err = FleetError(str(exc.detail), code=f"HTTP_{exc.status_code}")
+            err.status = exc.status_code
+            err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return _error_response(err, request.url.path)
+
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error_response(as_fleet_error(exc), request.url.path)
+
+    # Last route: everything else is forwarded to an engine or answered 404.
+    api.router.routes.append(Route("/{path:path}", endpoint=_Forwarder(holder),
+                                   methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                                   include_in_schema=False))
+    openapi.install(api)
+    return api
+
+
+class _Forwarder:
+    """A plain ASGI callable, so Starlette hands it the raw scope (not a Request)."""
+
+    def __init__(self, holder: GatewayApp):
+        self.holder = holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.holder.forward_any(scope, receive, send)
+
+
+class GatewayApp:
+    """The outer ASGI callable uvicorn runs."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.core: Core | None = None
+        self.api = build_api(settings, self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.core is not None:
+            spec = INFERENCE_ROUTES.get(scope["path"])
+            if spec is not None:
+                await self.core.proxy.handle(scope, receive, send, spec)
+                return
+        await self.api(scope, receive, send)
+
+    async def forward_any(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.core is None:
+            raise NotFoundError("not ready")
+        await self.core.proxy.handle_any(scope, receive, send)
+
+
+def create_app(settings: Settings) -> GatewayApp:
+    return GatewayApp(settings)

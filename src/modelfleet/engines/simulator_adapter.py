@@ -1,0 +1,21 @@
+"""The simulator engine: ``python -m modelfleet.engines.simulator``."""
+
+from __future__ import annotations
+
+import sys
+
+from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, EngineAdapter, LaunchSpec, flag_args
+from modelfleet.settings import ModelConfig, Profile
+
+
+class SimulatorAdapter(EngineAdapter):
+    name = "simulator"
+
+    def launch(self, cfg: ModelConfig, host: str, port: int, profile: Profile | None) -> LaunchSpec:
+        argv = [sys.executable, "-m", "modelfleet.engines.simulator", "--host", host,
+                "--port", str(port), "--served-model-name", cfg.name]
+        args = {**cfg.args, **(profile.args if profile else {})}
+        return LaunchSpec(argv=argv + flag_args(args))
+
+    def capabilities(self, cfg: ModelConfig) -> set[str]:
+        return {CHAT, COMPLETION, EMBEDDING}

@@ -1,0 +1,300 @@
+"""One managed model: its lifecycle state machine and its running instances.
+
+States::
+
+    stopped ──ensure_ready/start──▶ starting ──ready──▶ ready
+       ▲                              │                   │
+       │                            fails               stop / idle / crash
+       │                              ▼                   ▼
+       └────────── stopping ◀──────  failed ◀────────── (crash)
+
+``ensure_ready()`` is the only door for requests and callers never check the
+state first: ready → return at once; stopped or failed → start (one start,
+however many callers: they all await the same task); starting → wait for that
+start; stopping → wait for the stop, then start. A failed start raises
+``ModelStartError`` to every waiter. After consecutive failures the next start
+waits out a backoff (0 s after the first failure, then 1, 2, 4 … 60 s); a
+request inside the backoff gets 503 with Retry-After.
+
+``lease()`` pairs ensure_ready with picking an instance and counting the
+request in flight, with no await in between, so an idle stop can never take
+an engine from under a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from modelfleet.engines.base import EngineAdapter
+from modelfleet.errors import FleetError, ModelStartError
+from modelfleet.fleet.logs import ModelLog
+from modelfleet.fleet.supervisor import EngineProcess, free_port
+from modelfleet.settings import ModelConfig, engine_environment
+
+MAX_BACKOFF_S = 60.0
+
+
+class ModelState(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class Instance:
+    """A running engine endpoint of a model."""
+
+    base_url: str
+    process: EngineProcess | None = None
+    role: str = "pd"
+    outstanding: int = 0
+    served: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class ManagedModel:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        adapter: EngineAdapter,
+        log_dir: Path,
+        session: aiohttp.ClientSession,
+        start_timeout: float,
+    ):
+        self.cfg = cfg
+        self.adapter = adapter
+        self.session = session
+        self.start_timeout = cfg.startup_timeout or start_timeout
+        self.log = ModelLog(log_dir / f"{_safe(cfg.name)}.log")
+        self.state = ModelState.STOPPED
+        self.failure_reason: str | None = None
+        self.instances: list[Instance] = []
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.start_count = 0
+        self.failures = 0
+        self.last_failure_at = 0.0
+        self.ready_at: float | None = None
+        self.config_source: str | None = None
+        self.capabilities = adapter.capabilities(cfg)
+        self._transition: asyncio.Task[None] | None = None
+        self._transition_kind = ""
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    # -- the door ---------------------------------------------------------
+
+    async def ensure_ready(self) -> None:
+        while self.state is not ModelState.READY:
+            task = self._transition
+            if task is not None:
+                kind = self._transition_kind
+                try:
+                    await asyncio.shield(task)
+                except FleetError:
+                    if kind == "start":
+                        raise
+                continue
+            wait = self._backoff_left()
+            if wait > 0:
+                raise ModelStartError(
+                    f"model {self.name!r} failed to start: {self.failure_reason}; "
+                    f"retrying in {wait:.0f}s",
+                    retry_after=wait,
+                )
+            self._begin("start", self._start())
+
+    async def start(self) -> None:
+        """Explicit start (API, auto_start): the same door as a request."""
+        if self.state is ModelState.FAILED:
+            self.last_failure_at = 0.0  # an operator's start skips the backoff
+        await self.ensure_ready()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop every instance; waits for a start in progress to settle first."""
+        while True:
+            task = self._transition
+            if task is None:
+                break
+            with contextlib.suppress(FleetError):
+                await asyncio.shield(task)
+        if self.state in (ModelState.STOPPED, ModelState.FAILED) and not self.instances:
+            self.state = ModelState.STOPPED
+            return
+        self._begin("stop", self._stop(grace))
+        await asyncio.shield(self._transition)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[Instance]:
+        """Ready the model, pick the least loaded instance and hold it for one request."""
+        await self.ensure_ready()
+        instance = min(self.instances, key=lambda i: i.outstanding)
+        instance.outstanding += 1
+        self.in_flight += 1
+        try:
+            yield instance
+        finally:
+            instance.outstanding -= 1
+            instance.served += 1
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+
+    def note_success(self) -> None:
+        self.failures = 0
+
+    # -- transitions --------------------------------------------------------
+
+    def _begin(self, kind: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._transition_kind = kind
+        task = asyncio.create_task(coro)
+        self._transition = task
+        task.add_done_callback(self._end_transition)
+
+    def _end_transition(self, task: asyncio.Task[None]) -> None:
+        if self._transition is task:
+            self._transition = None
+        if not task.cancelled():
+            task.exception()  # mark retrieved; waiters got it through shield
+
+    def _backoff_left(self) -> float:
+        if self.state is not ModelState.FAILED or self.failures <= 1:
+            return 0.0
+        delay = min(2.0 ** (self.failures - 2), MAX_BACKOFF_S)
+        return self.last_failure_at + delay - time.monotonic()
+
+    async def _start(self) -> None:
+        self.state = ModelState.STARTING
+        self.failure_reason = None
+        self.start_count += 1
+        started = time.monotonic()
+        self.log.append(f"[modelfleet] starting {self.name} ({self.cfg.engine})")
+        try:
+            launched = await asyncio.gather(
+                *(self._start_instance() for _ in range(self.cfg.replicas)),
+                return_exceptions=True,
+            )
+            errors = [r for r in launched if isinstance(r, BaseException)]
+            good = [r for r in launched if isinstance(r, Instance)]
+            if errors:
+                for inst in good:
+                    if inst.process:
+                        await inst.process.stop(grace=2)
+                raise errors[0]
+        except BaseException as exc:
+            self._fail(str(exc) if isinstance(exc, FleetError) else repr(exc))
+            if isinstance(exc, FleetError):
+                raise
+            raise ModelStartError(f"model {self.name!r} failed to start: {exc!r}") from exc
+        self.instances = good
+        self._watchers = [
+            asyncio.create_task(self._watch(inst)) for inst in good if inst.process
+        ]
+        self.state = ModelState.READY
+        self.ready_at = time.time()
+        self.last_used = time.monotonic()
+        self.log.append(f"[modelfleet] {self.name} ready in {time.monotonic() - started:.1f}s")
+
+    async def _start_instance(self) -> Instance:
+        host = "127.0.0.1"
+        if not self.adapter.launched:
+            inst = Instance(base_url=self.cfg.model.rstrip("/"))
+            await self._probe(inst.base_url + self.adapter.health_path)
+            return inst
+        port = free_port(host)
+        profile = self.cfg.profiles[0] if self.cfg.profiles else None
+        self.config_source = profile.name if profile else "default"
+        spec = self.adapter.launch(self.cfg, host, port, profile)
+        process = EngineProcess(spec.argv, engine_environment(spec.env), self.log)
+        await process.spawn()
+        base_url = self.adapter.base_url(self.cfg, host, port)
+        try:
+            await process.wait_ready(base_url + self.adapter.health_path, self.start_timeout,
+                                     self.session)
+        except BaseException:
+            await process.stop(grace=2)
+            raise
+        return Instance(base_url=base_url, process=process)
+
+    async def _probe(self, url: str) -> None:
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                if r.status >= 400:
+                    raise ModelStartError(f"{url} answered {r.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ModelStartError(f"{url} is unreachable: {exc!r}") from exc
+
+    async def _watch(self, inst: Instance) -> None:
+        """Notice an engine that exits on its own: the model becomes failed."""
+        assert inst.process is not None
+        code = await inst.process.wait()
+        if self.state is ModelState.STOPPING or inst not in self.instances:
+            return
+        last = [line.message for line in self.log.tail(3)]
+        self.log.append(f"[modelfleet] engine pid {inst.pid} exited unexpectedly (code {code})")
+        survivors = [i for i in self.instances if i is not inst]
+        watchers, self._watchers = self._watchers, []
+        # Fail first (no await before it), so no new request is handed a dead engine.
+        self._fail(f"engine exited with code {code}" + (f": {last[-1]}" if last else ""))
+        for w in watchers:
+            if w is not asyncio.current_task():
+                w.cancel()
+        await asyncio.gather(
+            *(i.process.stop(grace=2) for i in survivors if i.process), return_exceptions=True
+        )
+
+    def _fail(self, reason: str) -> None:
+        self.state = ModelState.FAILED
+        self.failure_reason = reason
+        self.failures += 1
+        self.last_failure_at = time.monotonic()
+        self.instances = []
+        self.ready_at = None
+        self.log.append(f"[modelfleet] {self.name} failed: {reason}")
+
+    async def _stop(self, grace: float) -> None:
+        self.state = ModelState.STOPPING
+        self.log.append(f"[modelfleet] stopping {self.name}")
+        await self._stop_all(grace)
+        self.state = ModelState.STOPPED
+        self.ready_at = None
+        self.log.append(f"[modelfleet] {self.name} stopped")
+
+    async def _stop_all(self, grace: float) -> None:
+        instances, self.instances = self.instances, []
+        current = asyncio.current_task()
+        for w in self._watchers:
+            if w is not current:
+                w.cancel()
+        self._watchers = []
+        await asyncio.gather(
+            *(inst.process.stop(grace) for inst in instances if inst.process),
+            return_exceptions=True,
+        )
+
+    def idle_seconds(self) -> float:
+        return 0.0 if self.in_flight else time.monotonic() - self.last_used
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,127 @@
+"""The fleet: every managed model, found by name or alias, and the idle reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+
+from modelfleet.engines import adapter_for
+from modelfleet.engines.base import CHAT
+from modelfleet.errors import FleetError, InvalidRequestError, ModelNotFoundError
+from modelfleet.fleet.model import ManagedModel, ModelState
+from modelfleet.settings import ModelConfig, Settings
+
+log = logging.getLogger("modelfleet.fleet")
+
+
+class Fleet:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession):
+        self.settings = settings
+        self.session = session
+        self.models: dict[str, ManagedModel] = {}
+        self._names: dict[str, ManagedModel] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.started_at = time.time()
+        for cfg in settings.models:
+            self.add(cfg)
+
+    def add(self, cfg: ModelConfig) -> ManagedModel:
+        model = ManagedModel(
+            cfg,
+            adapter_for(cfg.engine),
+            self.settings.data_dir / "logs",
+            self.session,
+            self.settings.timeouts.start,
+        )
+        self.models[cfg.name] = model
+        self._names[cfg.name] = model
+        for alias in cfg.aliases:
+            self._names[alias] = model
+        return model
+
+    def get(self, name: str) -> ManagedModel:
+        """The model called ``name`` (its id or one of its aliases)."""
+        try:
+            return self._names[name]
+        except KeyError:
+            raise ModelNotFoundError(
+                f"The model `{name}` does not exist.", param="model"
+            ) from None
+
+    def resolve(self, name: object, capability: str = CHAT) -> ManagedModel:
+        """The model a request names; with no name, the only model that can serve it."""
+        if name is None:
+            candidates = [m for m in self.models.values() if capability in m.capabilities]
+            if len(candidates) == 1:
+                return candidates[0]
+            raise InvalidRequestError(
+                "`model` is required: more than one model can serve this request"
+                if candidates else "no model can serve this request",
+                param="model",
+            )
+        if not isinstance(name, str):
+            raise InvalidRequestError("`model` must be a string", param="model")
+        model = self.get(name)
+        if capability not in model.capabilities:
+            raise InvalidRequestError(
+                f"model `{model.name}` does not support {capability}", param="model"
+            )
+        return model
+
+    async def start(self) -> None:
+        for model in self.models.values():
+            if model.cfg.auto_start:
+                self._spawn(model.start())
+        self._reaper = asyncio.create_task(self._reap_idle())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background start failed: %s", task.exception())
+
+    async def _reap_idle(self, interval: float = 0.5) -> None:
+        """Stop models idle past their idle_timeout; never one with a request in flight."""
+        while True:
+            await asyncio.sleep(interval)
+            for model in list(self.models.values()):
+                timeout = model.cfg.idle_timeout
+                if (
+                    timeout > 0
+                    and model.state is ModelState.READY
+                    and model.in_flight == 0
+                    and model.idle_seconds() >= timeout
+                ):
+                    model.log.append(f"[modelfleet] idle for {timeout:g}s; unloading")
+                    self._spawn(model.stop())
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        results = await asyncio.gather(
+            *(m.stop(grace=5) for m in self.models.values()), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, FleetError):
+                log.warning("stop failed: %r", r)
+        for m in self.models.values():
+            m.close()

@@ -1,0 +1,216 @@
+"""The relay: one request to one engine instance, bytes through as they come.
+
+Bodies go upstream as the client sent them. Responses come back without
+re-serialisation: a JSON answer is passed on whole, an SSE stream chunk by
+chunk as each arrives. aiohttp and socket errors are translated here, at the
+edge, into FleetErrors; nothing from aiohttp leaves this module.
+
+Timeouts: ``connect``; first byte (the response head), ``first_byte`` plus
+``first_byte_per_token`` × max_tokens since a non-streaming engine answers
+only when it has generated everything; ``idle`` between two body reads. An
+error before the response began is raised (the caller renders it as JSON);
+one after a stream began goes out as a last SSE ``data:`` event with the
+error object, then ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from modelfleet.errors import (
+    DownstreamFailedError,
+    FleetError,
+    InferenceTimeoutError,
+    UpstreamError,
+    sse_error_event,
+)
+from modelfleet.gateway.asgi import Send
+from modelfleet.settings import TimeoutSettings
+
+# Response headers worth passing on; hop-by-hop and length headers are ours to set.
+_PASS_HEADERS = frozenset({"content-type", "x-request-id", "cache-control"})
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: int = 0
+    usage: dict | None = None
+    streamed: bool = False
+    error: FleetError | None = None
+
+
+def make_session(timeouts: TimeoutSettings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        json_serialize=lambda o: orjson.dumps(o).decode(),
+    )
+
+
+class Relay:
+    def __init__(self, session: aiohttp.ClientSession, timeouts: TimeoutSettings):
+        self.session = session
+        self.timeouts = timeouts
+
+    def first_byte_timeout(self, max_tokens: object) -> float:
+        tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 256
+        return self.timeouts.first_byte + self.timeouts.first_byte_per_token * tokens
+
+    async def forward(
+        self,
+        send: Send,
+        method: str,
+        url: str,
+        body: bytes,
+        *,
+        path: str,
+        max_tokens: object = None,
+        api_key: str | None = None,
+    ) -> Outcome:
+        """Send ``body`` to ``url`` and answer the client through ``send``.
+
+        Raises FleetError when nothing was sent to the client yet. Cancelling
+        the calling task (client gone) closes the upstream connection at once.
+        """
+        headers = {"Content-Type": "application/json", "Accept": "*/*"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        outcome = Outcome()
+        try:
+            async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
+                resp = await self.session.request(method, url, data=body, headers=headers)
+        except TimeoutError:
+            raise InferenceTimeoutError("the engine did not answer in time") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise DownstreamFailedError(f"the engine is unreachable: {exc.strerror}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
+        try:
+            outcome.status = resp.status
+            if resp.content_type == "text/event-stream" and resp.status == 200:
+                outcome.streamed = True
+                await self._stream(send, resp, outcome, path)
+            else:
+                await self._whole(send, resp, outcome)
+        except BaseException:
+            resp.close()  # an unfinished response must not go back to the pool
+            raise
+        finally:
+            resp.release()
+        return outcome
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeouts.idle):
+                return await resp.read()
+        except TimeoutError:
+            raise InferenceTimeoutError("the engine stalled while answering") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
+
+    async def _whole(self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome) -> None:
+        data = await self._read(resp)
+        if resp.status >= 400:
+            raise upstream_error(resp.status, data)
+        headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
+                   if k.lower() in _PASS_HEADERS]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+        if resp.content_type == "application/json":
+            outcome.usage = _usage_of(data)
+
+    async def _stream(
+        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome, path: str
+    ) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        content = resp.content
+        idle = self.timeouts.idle
+        try:
+            while True:
+                async with asyncio.timeout(idle):
+                    chunk = await content.readany()
+                if not chunk:
+                    break
+                if b'"usage"' in chunk:
+                    outcome.usage = _usage_in_events(chunk) or outcome.usage
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except TimeoutError:
+            outcome.error = InferenceTimeoutError("the engine stalled mid-stream")
+        except (aiohttp.ClientError, OSError) as exc:
+            outcome.error = UpstreamError(f"the engine broke the stream: {_describe(exc)}")
+        if outcome.error is not None:
+            await send({"type": "http.response.body", "body": sse_error_event(outcome.error, path),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def upstream_error(status: int, data: bytes) -> FleetError:
+    """The engine's own error, kept (status, message, code) in our envelope."""
+    message, code, type_, param = f"engine answered {status}", None, None, None
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
+        if isinstance(err, dict):
+            message = str(err.get("message") or err.get("detail") or message)
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            type_ = err.get("type") if isinstance(err.get("type"), str) else None
+            param = err.get("param") if isinstance(err.get("param"), str) else None
+        elif isinstance(err, str):
+            message = err
+    elif data:
+        message = data[:500].decode("utf-8", "replace")
+    exc = FleetError(message, param=param, code=code or _code_for(status))
+    exc.status = status if 400 <= status < 600 else 502
+    exc.type = type_ or _type_for(status)
+    return exc
+
+
+def _code_for(status: int) -> str:
+    return {400: "INVALID_PARAMETER", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+            413: "PAYLOAD_TOO_LARGE", 422: "INVALID_PARAMETER", 429: "RATE_LIMITED",
+            503: "MODEL_UNAVAILABLE", 504: "INFERENCE_TIMEOUT"}.get(status, "UPSTREAM_ERROR")
+
+
+def _type_for(status: int) -> str:
+    if status == 404:
+        return "not_found_error"
+    if 400 <= status < 500:
+        return "invalid_request_error"
+    return "server_error"
+
+
+def _usage_of(data: bytes) -> dict | None:
+    try:
+        usage = orjson.loads(data).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def _usage_in_events(chunk: bytes) -> dict | None:
+    for line in chunk.split(b"\n"):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            usage = _usage_of(line[6:])
+            if usage:
+                return usage
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,225 @@
+"""One typed Settings for the whole service.
+
+Precedence: command-line flags (passed as init values) > ``MODELFLEET_*``
+environment > YAML file (``--config`` or ``MODELFLEET_CONFIG``) > defaults.
+This is the only module that reads ``os.environ``; everything else is handed a
+``Settings`` (or the environment a child process should get) explicitly.
+
+Environment names: the short ones of the design (``MODELFLEET_HOST``,
+``MODELFLEET_PORT``, ``MODELFLEET_DATA_DIR``, ``MODELFLEET_DATABASE_URL``,
+``MODELFLEET_REDIS_URL``, ``MODELFLEET_ADMIN_PASSWORD``,
+``MODELFLEET_ALLOWED_LOCAL_MEDIA_PATH``) and any other key as
+``MODELFLEET_<SECTION>__<KEY>`` (for example ``MODELFLEET_SERVER__CORS_ORIGINS``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from modelfleet.errors import ConfigError
+
+EngineName = Literal["vllm", "sglang", "llamacpp", "tgi", "builtin", "simulator", "external"]
+RoutingName = Literal["least_outstanding", "round_robin", "power_of_two", "prefix_aware", "session"]
+
+# Short environment names of DESIGN §9 mapped onto their place in the tree.
+_SHORT_ENV = {
+    "MODELFLEET_HOST": ("server", "host"),
+    "MODELFLEET_PORT": ("server", "port"),
+    "MODELFLEET_ADMIN_PASSWORD": ("auth", "admin_password"),
+    "MODELFLEET_ALLOWED_LOCAL_MEDIA_PATH": ("media", "allowed_local_media_path"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    cors_origins: list[str] = []
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+
+class AuthSettings(_Section):
+    admin_user: str = "admin"
+    admin_password: str | None = None
+    jwt_ttl_s: int = Field(3600, ge=60)
+
+
+class MediaSettings(_Section):
+    allowed_local_media_path: str | None = None
+    allowed_domains: list[str] = []
+    max_bytes: int = Field(20_000_000, ge=1)
+
+
+class TimeoutSettings(_Section):
+    """Relay timeouts, in seconds. First byte is scaled by the request's max_tokens."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(30.0, gt=0)
+    first_byte_per_token: float = Field(0.5, ge=0)
+    idle: float = Field(60.0, gt=0)
+    start: float = Field(300.0, gt=0)
+
+
+class Limits(_Section):
+    max_concurrent: int | None = Field(None, ge=1)
+    max_queue: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    default_temperature: float | None = Field(None, ge=0, le=2)
+
+
+class Profile(_Section):
+    name: str
+    devices: list[str] = []
+    args: dict[str, Any] = {}
+
+
+class ModelConfig(_Section):
+    """One model as the YAML file (and later the store) declares it."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\s/][^\s]*$")
+    engine: EngineName = "builtin"
+    model: str = Field(min_length=1)
+    aliases: list[str] = []
+    auto_start: bool = False
+    idle_timeout: float = Field(300, ge=0)
+    replicas: int = Field(1, ge=1, le=64)
+    routing: RoutingName = "least_outstanding"
+    limits: Limits = Limits()
+    fallbacks: list[str] = []
+    profiles: list[Profile] = []
+    args: dict[str, Any] = {}
+    # Engine task when the engine serves several (builtin: chat, embed, rerank).
+    task: Literal["auto", "chat", "embed", "rerank"] = "auto"
+    api_key: str | None = None
+    startup_timeout: float | None = Field(None, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the service is told. Validated once, then passed around."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELFLEET_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    config: Path | None = None
+    server: ServerSettings = ServerSettings()
+    data_dir: Path = Path("~/.local/share/modelfleet")
+    database_url: str | None = None
+    redis_url: str | None = None
+    auth: AuthSettings = AuthSettings()
+    media: MediaSettings = MediaSettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    models: list[ModelConfig] = []
+    log_level: str = "info"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: dict[str, str] = {}
+        for m in self.models:
+            for name in [m.name, *m.aliases]:
+                if name in seen:
+                    raise ValueError(f"model name or alias {name!r} is used twice")
+                seen[name] = m.name
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "modelfleet.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        path = init_kwargs.get("config") or os.environ.get("MODELFLEET_CONFIG")
+        yaml_source = _YamlSource(settings_cls, Path(path) if path else None)
+        return (init_settings, _ShortEnvSource(settings_cls), env_settings, yaml_source)
+
+
+class _ShortEnvSource(PydanticBaseSettingsSource):
+    """``MODELFLEET_HOST`` and friends, placed into their sections."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for env, (section, key) in _SHORT_ENV.items():
+            if env in os.environ:
+                out.setdefault(section, {})[key] = os.environ[env]
+        return out
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file named by the ``config`` init value or ``MODELFLEET_CONFIG``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None = None):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return load_yaml(self.path) if self.path else {}
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file; a missing or malformed file is a ConfigError."""
+    try:
+        text = Path(path).expanduser().read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build Settings from flags (None values are ignored) over env, YAML, defaults.
+
+    Nested flags use dotted keys: ``{"server.port": 9000}``.
+    """
+    init: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        target = init
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    return Settings(**init)
+
+
+def engine_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a child engine process starts with: ours, plus ``extra``."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    return env
