@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, EngineAdapter, LaunchSpec, flag_args
+from modelfleet.engines.base import (
+    CHAT,
+    COMPLETION,
+    EMBEDDING,
+    EngineAdapter,
+    LaunchSpec,
+    flag_args,
+)
 from modelfleet.settings import ModelConfig, Profile
 
 
