@@ -1,0 +1,45 @@
+# The two commands: `make serve` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; a GPU host may set TORCH=torch to take its default build.
+TORCH ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: serve test lint typecheck unit e2e bench-smoke model clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[builtin,dev]"
+	touch $@
+
+## serve: install what is missing into .venv, then run the gateway in the foreground
+serve: $(VENV)/.installed
+	$(BIN)/modelfleet serve $(ARGS)
+
+## test: lint, type-check and the whole test suite
+test: $(VENV)/.installed lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench scripts
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit
+
+e2e: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/e2e
+
+## model: remake the tiny chat model shipped in src/modelfleet/assets/tiny-chat
+model: $(VENV)/.installed
+	$(BIN)/python scripts/make_tiny_chat_model.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
