@@ -138,6 +138,12 @@ class Simulator:
         return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": int(time.time()), "model": self.name, "choices": [choice]}
 
+    async def tokenize(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        words = str(body.get("prompt", "")).split()
+        return web.json_response({"tokens": [len(w) for w in words], "count": len(words),
+                                  "max_model_len": 4096})
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._json(request)
         inputs = body.get("input")
@@ -197,6 +203,7 @@ def build_app(args: argparse.Namespace) -> web.Application:
     app.router.add_post("/v1/chat/completions", sim.generate)
     app.router.add_post("/v1/completions", sim.generate)
     app.router.add_post("/v1/embeddings", sim.embeddings)
+    app.router.add_post("/tokenize", sim.tokenize)
     return app
 
 

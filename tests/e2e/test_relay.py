@@ -1,0 +1,143 @@
+"""The gateway's relay against real simulator engine processes."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from tests.helpers import Gateway, simulator_model, start_gateway, wait_until
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("relay")
+    gateway = start_gateway(tmp, [
+        simulator_model("sim", aliases=["sim-alias"], args={"decode_ms_per_token": 2}),
+        simulator_model("slow", args={"prefill_ms_per_token": 3000}),
+    ], timeouts={"first_byte": 0.5, "first_byte_per_token": 0.0, "idle": 5})
+    yield gateway
+    gateway.stop()
+
+
+def test_relay_chat_by_alias_with_usage(gw: Gateway) -> None:
+    resp = gw.client().chat.completions.create(
+        model="sim-alias", messages=[{"role": "user", "content": "one two three"}], max_tokens=4)
+    assert resp.choices[0].message.content == "alpha bravo charlie delta"
+    assert resp.usage is not None and resp.usage.prompt_tokens == 3
+    assert resp.usage.completion_tokens == 4
+
+
+def test_relay_streams_every_chunk(gw: Gateway) -> None:
+    stream = gw.client().completions.create(model="sim", prompt="x", max_tokens=6, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == "alpha bravo charlie delta echo foxtrot "
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+def test_relay_sse_bytes_arrive_as_sent(gw: Gateway) -> None:
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=30, json={
+        "model": "sim", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3,
+        "stream": True,
+    }) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        body = b"".join(resp.iter_bytes())
+    events = [e for e in body.split(b"\n\n") if e]
+    assert len(events) == 5 and events[-1] == b"data: [DONE]"
+
+
+def test_relay_unknown_model_is_not_found(gw: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        gw.client().chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}])
+    body = info.value.body
+    assert isinstance(body, dict) and body["code"] == "MODEL_NOT_FOUND"
+
+
+def test_relay_bad_parameters_are_bad_request(gw: Gateway) -> None:
+    client = gw.client()
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(
+            model="sim", messages=[{"role": "user", "content": "x"}], temperature=7)
+    resp = httpx.post(gw.url + "/v1/chat/completions", content=b"{not json", timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "INVALID_JSON"
+    resp = httpx.post(gw.url + "/v1/completions", json={"prompt": "x"}, timeout=10)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "model"
+
+
+def test_relay_body_size_is_bounded(gw: Gateway) -> None:
+    resp = httpx.post(gw.url + "/v1/completions", content=b"x" * (17 * 1024 * 1024),
+                      timeout=30)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_relay_first_byte_timeout_is_504(gw: Gateway) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        gw.client().completions.create(model="slow", prompt="x", max_tokens=2)
+    assert info.value.status_code == 504
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "INFERENCE_TIMEOUT"
+    # The model was started first (its own start time does not count), then timed out fast.
+    assert time.monotonic() - started < 20
+
+
+def test_relay_forwards_other_routes_to_the_engine(gw: Gateway) -> None:
+    resp = gw.post("/tokenize", json={"model": "sim", "prompt": "a bb ccc"})
+    assert resp.status_code == 200 and resp.json()["tokens"] == [1, 2, 3]
+    # A route the engine lacks: its own 404, in our envelope.
+    resp = gw.post("/v1/responses", json={"model": "sim", "input": "x"})
+    assert resp.status_code == 404 and resp.json()["path"] == "/v1/responses"
+    resp = gw.post("/v1/responses", json={"model": "missing"})
+    assert resp.json()["error"]["code"] == "MODEL_NOT_FOUND"
+    resp = httpx.get(gw.url + "/not-an-api", timeout=10)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "ROUTE_NOT_FOUND"
+
+
+def test_relay_models_list_union(gw: Gateway) -> None:
+    data = gw.client().models.list()
+    ids = [m.id for m in data.data]
+    assert ids == ["sim", "slow"]
+    raw = gw.get("/v1/models")
+    assert raw["data"][0]["aliases"] == ["sim-alias"]
+    assert {m["id"] for m in raw["models"]} == {"sim", "slow"}
+    assert "chat" in raw["models"][0]["supports"]
+
+
+def test_relay_openapi_documents_inference_routes(gw: Gateway) -> None:
+    schema = gw.get("/openapi.json")
+    op = schema["paths"]["/v1/chat/completions"]["post"]
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[1]
+    assert "messages" in schema["components"]["schemas"][name]["properties"]
+    assert "/v1/embeddings" in schema["paths"] and "/health" in schema["paths"]
+    assert httpx.get(gw.url + "/docs", timeout=10).status_code == 200
+
+
+def test_relay_health_routes(gw: Gateway) -> None:
+    assert gw.get("/check_health") == {"status": "ok"}
+    health = gw.get("/health")
+    assert health["status"] == "ok" and health["models_count"] == 2
+    full = gw.get("/health/full")
+    assert full["total"] == 2 and set(full["details"]) == {"sim", "slow"}
+    assert gw.get("/")["models_url"] == "/v1/models"
+
+
+def test_relay_client_disconnect_aborts_upstream(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, [simulator_model("sim", args={"decode_ms_per_token": 50})])
+    try:
+        with httpx.stream("POST", gateway.url + "/v1/completions", timeout=30, json={
+            "model": "sim", "prompt": "x", "max_tokens": 400, "stream": True,
+        }) as resp:
+            lines = resp.iter_lines()
+            assert next(lines).startswith("data: ")
+        engine = gateway.info("sim")["endpoint"]
+        stats = wait_until(lambda: (s := httpx.get(engine + "/stats").json())["aborted"] == 1
+                           and s, timeout=5)
+        assert stats["running"] == 0
+        assert stats["generation_tokens_total"] < 100
+    finally:
+        gateway.stop()
