@@ -141,3 +141,52 @@ def test_relay_client_disconnect_aborts_upstream(tmp_path: Path) -> None:
         assert stats["generation_tokens_total"] < 100
     finally:
         gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("faults")
+    gateway = start_gateway(tmp, [
+        simulator_model("limited", args={"error_rate": 1.0, "error_status": 429}),
+        simulator_model("broken", args={"error_rate": 1.0, "error_status": 500}),
+        simulator_model("stalls", args={"stall_mid_stream_s": 30}),
+        simulator_model("crashes", args={"crash_after": 1}),
+    ], timeouts={"idle": 1.0})
+    yield gateway
+    gateway.stop()
+
+
+def test_relay_engine_status_maps_to_openai_exceptions(faulty: Gateway) -> None:
+    client = faulty.client()
+    with pytest.raises(openai.RateLimitError) as info:
+        client.completions.create(model="limited", prompt="x")
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "INJECTED_FAULT"
+    assert info.value.response.headers["retry-after"] == "1"
+    with pytest.raises(openai.InternalServerError) as err:
+        client.completions.create(model="broken", prompt="x")
+    assert err.value.status_code == 500
+
+
+def test_relay_stall_mid_stream_ends_with_an_error_event(faulty: Gateway) -> None:
+    with httpx.stream("POST", faulty.url + "/v1/completions", timeout=30, json={
+        "model": "stalls", "prompt": "x", "max_tokens": 6, "stream": True,
+    }) as resp:
+        assert resp.status_code == 200
+        events = [e for e in b"".join(resp.iter_bytes()).split(b"\n\n") if e]
+    assert len(events) == 5  # three chunks, the error, [DONE]
+    error = events[-2].removeprefix(b"data: ")
+    assert b'"INFERENCE_TIMEOUT"' in error
+    assert events[-1] == b"data: [DONE]"
+
+
+def test_relay_engine_crash_is_a_json_error_then_restart(faulty: Gateway) -> None:
+    client = faulty.client()
+    client.completions.create(model="crashes", prompt="x", max_tokens=1)  # request 1 is served
+    with pytest.raises(openai.APIStatusError) as info:
+        client.completions.create(model="crashes", prompt="x", max_tokens=1)
+    assert info.value.status_code == 502
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "UPSTREAM_ERROR"
+    wait_until(lambda: faulty.info("crashes")["status"] == "failed", timeout=5)
+    resp = client.completions.create(model="crashes", prompt="x", max_tokens=1)
+    assert resp.choices[0].text
+    assert faulty.info("crashes")["start_count"] == 2

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -35,6 +36,8 @@ class Simulator:
         self.prefill_s = args.prefill_ms_per_token / 1000
         self.decode_s = args.decode_ms_per_token / 1000
         self.default_tokens = args.max_tokens_default
+        self.faults = Faults(args)
+        self.served = 0
         self.stats = {"running": 0, "waiting": 0, "completed": 0, "aborted": 0,
                       "prompt_tokens_total": 0, "generation_tokens_total": 0}
 
@@ -75,6 +78,9 @@ class Simulator:
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
+        fault = await self.faults.before(self)
+        if fault is not None:
+            return fault
         chat = request.path.endswith("chat/completions")
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") \
             or self.default_tokens
@@ -91,9 +97,11 @@ class Simulator:
             if body.get("stream"):
                 resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await resp.prepare(request)
-                for word in self._words(max_tokens):
+                for i, word in enumerate(self._words(max_tokens)):
                     if self.decode_s:
                         await asyncio.sleep(self.decode_s)
+                    if i == max_tokens // 2 and self.faults.stall_mid_stream_s:
+                        await asyncio.sleep(self.faults.stall_mid_stream_s)
                     produced += 1
                     await resp.write(b"data: " + orjson.dumps(
                         self._chunk(rid, chat, word + " ", None)) + b"\n\n")
@@ -158,6 +166,32 @@ class Simulator:
                                   "usage": _usage(tokens, 0)}, dumps=_dumps)
 
 
+class Faults:
+    """Injected faults: errors at a rate, stalls, a crash after N requests."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.error_rate = args.error_rate
+        self.error_status = args.error_status
+        self.stall_first_byte_s = args.stall_first_byte_s
+        self.stall_mid_stream_s = args.stall_mid_stream_s
+        self.crash_after = args.crash_after
+        self.random = random.Random(args.seed)
+
+    async def before(self, sim: Simulator) -> web.Response | None:
+        """The fault to answer with, if any; may stall or exit the process."""
+        sim.served += 1
+        if self.crash_after and sim.served > self.crash_after:
+            print(f"crashing after {self.crash_after} requests (fault injection)", flush=True)
+            os._exit(70)
+        if self.error_rate and self.random.random() < self.error_rate:
+            return web.json_response({"error": {
+                "message": "injected fault", "type": "server_error", "code": "INJECTED_FAULT",
+                "param": None}}, status=self.error_status, headers={"Retry-After": "1"})
+        if self.stall_first_byte_s:
+            await asyncio.sleep(self.stall_first_byte_s)
+        return None
+
+
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}
@@ -216,6 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefill-ms-per-token", type=float, default=0.0)
     parser.add_argument("--decode-ms-per-token", type=float, default=0.0)
     parser.add_argument("--max-tokens-default", type=int, default=16)
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered with "
+                        "--error-status")
+    parser.add_argument("--error-status", type=int, default=500)
+    parser.add_argument("--stall-first-byte-s", type=float, default=0.0)
+    parser.add_argument("--stall-mid-stream-s", type=float, default=0.0)
+    parser.add_argument("--crash-after", type=int, default=0, help="exit after N requests")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     _exit_with_parent()
     try:

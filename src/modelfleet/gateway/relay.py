@@ -123,7 +123,11 @@ class Relay:
     async def _whole(self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome) -> None:
         data = await self._read(resp)
         if resp.status >= 400:
-            raise upstream_error(resp.status, data)
+            err = upstream_error(resp.status, data)
+            retry_after = resp.headers.get("Retry-After", "")
+            if retry_after.isdigit():
+                err.retry_after = float(retry_after)
+            raise err
         headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
                    if k.lower() in _PASS_HEADERS]
         headers.append((b"content-length", str(len(data)).encode()))
