@@ -7,6 +7,7 @@ supervisor; translating errors on the wire belongs to the relay.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,7 +32,15 @@ class EngineAdapter:
     launched: ClassVar[bool] = True  # False for engines we only point at (external)
     health_path: ClassVar[str] = "/health"
 
-    def launch(self, cfg: ModelConfig, host: str, port: int, profile: Profile | None) -> LaunchSpec:
+    def launch(
+        self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
+    ) -> LaunchSpec:
+        """The command line and environment of one instance.
+
+        ``profile`` is the launch profile placement chose (its devices and extra
+        args), ``role`` the instance's part in disaggregated serving: ``pd``
+        (prefill and decode, the normal case), ``encode``, ``prefill`` or ``decode``.
+        """
         raise NotImplementedError
 
     def capabilities(self, cfg: ModelConfig) -> set[str]:
@@ -57,9 +66,7 @@ def flag_args(args: dict[str, Any]) -> list[str]:
             out.append(flag)
             out.extend(str(v) for v in value)
         elif isinstance(value, dict):
-            import json
-
-            out.extend([flag, json.dumps(value)])
+            out.extend([flag, json.dumps(value, separators=(",", ":"))])
         else:
             out.extend([flag, str(value)])
     return out

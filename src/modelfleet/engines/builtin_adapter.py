@@ -23,7 +23,9 @@ class BuiltinAdapter(EngineAdapter):
     def task(self, cfg: ModelConfig) -> str:
         return detect_task(cfg.model) if cfg.task == "auto" else cfg.task
 
-    def launch(self, cfg: ModelConfig, host: str, port: int, profile: Profile | None) -> LaunchSpec:
+    def launch(
+        self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
+    ) -> LaunchSpec:
         argv = [
             sys.executable, "-m", "modelfleet.engines.builtin_server",
             "--model", cfg.model,

@@ -18,7 +18,9 @@ from modelfleet.settings import ModelConfig, Profile
 class SimulatorAdapter(EngineAdapter):
     name = "simulator"
 
-    def launch(self, cfg: ModelConfig, host: str, port: int, profile: Profile | None) -> LaunchSpec:
+    def launch(
+        self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
+    ) -> LaunchSpec:
         argv = [sys.executable, "-m", "modelfleet.engines.simulator", "--host", host,
                 "--port", str(port), "--served-model-name", cfg.name]
         args = {**cfg.args, **(profile.args if profile else {})}

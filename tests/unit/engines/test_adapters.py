@@ -14,7 +14,7 @@ def test_flag_args_spellings() -> None:
                       "lora_modules": ["a=/x", "b=/y"], "x": None}) == [
         "--max-model-len", "2048", "--trust-remote-code", "--lora-modules", "a=/x", "b=/y"]
     assert flag_args({"kv_transfer_config": {"kv_role": "kv_producer"}}) == [
-        "--kv-transfer-config", '{"kv_role": "kv_producer"}']
+        "--kv-transfer-config", '{"kv_role":"kv_producer"}']
 
 
 def test_builtin_adapter_command_line() -> None:
