@@ -38,6 +38,14 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> 
         time.sleep(interval)
 
 
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 now; False while nothing listens there."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass
 class Gateway:
     """A `modelfleet serve` subprocess."""

@@ -100,6 +100,8 @@ class ModelConfig(_Section):
     # Engine task when the engine serves several (builtin: chat, embed, rerank).
     task: Literal["auto", "chat", "embed", "rerank"] = "auto"
     api_key: str | None = None
+    # The name the engine knows the model by, when it is not ``name`` (external servers).
+    upstream_model: str | None = None
     startup_timeout: float | None = Field(None, gt=0)
 
 

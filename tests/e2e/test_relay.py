@@ -1,5 +1,7 @@
 """The gateway's relay against real simulator engine processes."""
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,7 +9,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from tests.helpers import Gateway, simulator_model, start_gateway, wait_until
+
+from tests.helpers import Gateway, free_port, http_ok, simulator_model, start_gateway, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +193,25 @@ def test_relay_engine_crash_is_a_json_error_then_restart(faulty: Gateway) -> Non
     resp = client.completions.create(model="crashes", prompt="x", max_tokens=1)
     assert resp.choices[0].text
     assert faulty.info("crashes")["start_count"] == 2
+
+
+def test_relay_external_server_with_its_own_model_name(tmp_path: Path) -> None:
+    """An external OpenAI server: not launched, probed on /v1/models, names rewritten."""
+    port = free_port()
+    upstream = subprocess.Popen([sys.executable, "-m", "modelfleet.engines.simulator",
+                                 "--port", str(port), "--served-model-name", "their-name"])
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=20)
+    gateway = start_gateway(tmp_path, [{
+        "name": "remote", "engine": "external", "model": f"http://127.0.0.1:{port}/v1",
+        "upstream_model": "their-name", "aliases": ["r"], "api_key": "sk-upstream"}])
+    try:
+        resp = gateway.client().chat.completions.create(
+            model="r", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+        assert resp.model == "their-name" and resp.choices[0].message.content
+        info = gateway.info("remote")
+        assert info["status"] == "ready" and info["pid"] is None
+        assert gateway.engine_pids() == []  # nothing launched
+    finally:
+        gateway.stop()
+        upstream.terminate()
+        upstream.wait(10)

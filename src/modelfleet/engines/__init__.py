@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from modelfleet.engines.base import EngineAdapter
 from modelfleet.engines.builtin_adapter import BuiltinAdapter
+from modelfleet.engines.external import ExternalAdapter
 from modelfleet.engines.simulator_adapter import SimulatorAdapter
 from modelfleet.errors import ConfigError
 
 _ADAPTERS: dict[str, type[EngineAdapter]] = {
     "builtin": BuiltinAdapter,
     "simulator": SimulatorAdapter,
+    "external": ExternalAdapter,
 }
 
 

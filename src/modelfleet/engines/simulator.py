@@ -62,6 +62,12 @@ class Simulator:
             raise _bad("body is not JSON") from None
         if not isinstance(body, dict):
             raise _bad("body must be an object")
+        # Like vLLM: a name it does not serve is a 404.
+        if body.get("model") not in (None, self.name):
+            raise web.HTTPNotFound(text=_dumps({"error": {
+                "message": f"The model `{body['model']}` does not exist.",
+                "type": "NotFoundError", "code": 404, "param": "model"}}),
+                content_type="application/json")
         return body
 
     # -- routes ---------------------------------------------------------------

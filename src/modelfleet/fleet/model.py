@@ -100,6 +100,11 @@ class ManagedModel:
     def name(self) -> str:
         return self.cfg.name
 
+    @property
+    def upstream_name(self) -> str:
+        """What the engine calls this model; request bodies are rewritten to it."""
+        return self.cfg.upstream_model or self.cfg.name
+
     # -- the door ---------------------------------------------------------
 
     async def ensure_ready(self) -> None:
@@ -215,7 +220,7 @@ class ManagedModel:
     async def _start_instance(self) -> Instance:
         host = "127.0.0.1"
         if not self.adapter.launched:
-            inst = Instance(base_url=self.cfg.model.rstrip("/"))
+            inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
             await self._probe(inst.base_url + self.adapter.health_path)
             return inst
         port = free_port(host)
@@ -234,8 +239,10 @@ class ManagedModel:
         return Instance(base_url=base_url, process=process)
 
     async def _probe(self, url: str) -> None:
+        headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else None
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as r:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=10),
+                                        headers=headers) as r:
                 if r.status >= 400:
                     raise ModelStartError(f"{url} answered {r.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from pydantic import BaseModel
 
 from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, RERANK
@@ -101,6 +102,11 @@ class Proxy:
                 model = self._model_for_any(scope, payload)
             max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
             self._check_limits(model, max_tokens)
+            if payload and payload.get("model") != model.upstream_name:
+                # An alias, an omitted name or an external server's own name: engines
+                # that check the name (vLLM does) must see the one they serve.
+                payload["model"] = model.upstream_name
+                body = orjson.dumps(payload)
             await self._relay(scope, receive, sent, model, body, max_tokens)
         except ClientDisconnected:
             return
