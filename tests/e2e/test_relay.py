@@ -215,3 +215,17 @@ def test_relay_external_server_with_its_own_model_name(tmp_path: Path) -> None:
         gateway.stop()
         upstream.terminate()
         upstream.wait(10)
+
+
+def test_relay_missing_engine_is_a_clear_503(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, [{"name": "big", "engine": "vllm", "model": "/m/qwen"}])
+    try:
+        with pytest.raises(openai.APIStatusError) as info:
+            gateway.client().chat.completions.create(
+                model="big", messages=[{"role": "user", "content": "x"}])
+        assert info.value.status_code == 503
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["code"] == "ENGINE_NOT_INSTALLED"
+        assert gateway.info("big")["status"] == "failed"
+    finally:
+        gateway.stop()

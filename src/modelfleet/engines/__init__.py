@@ -5,13 +5,19 @@ from __future__ import annotations
 from modelfleet.engines.base import EngineAdapter
 from modelfleet.engines.builtin_adapter import BuiltinAdapter
 from modelfleet.engines.external import ExternalAdapter
+from modelfleet.engines.sglang import SGLangAdapter
 from modelfleet.engines.simulator_adapter import SimulatorAdapter
+from modelfleet.engines.tgi import TGIAdapter
+from modelfleet.engines.vllm import VLLMAdapter
 from modelfleet.errors import ConfigError
 
 _ADAPTERS: dict[str, type[EngineAdapter]] = {
     "builtin": BuiltinAdapter,
     "simulator": SimulatorAdapter,
     "external": ExternalAdapter,
+    "vllm": VLLMAdapter,
+    "sglang": SGLangAdapter,
+    "tgi": TGIAdapter,
 }
 
 

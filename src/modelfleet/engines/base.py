@@ -46,6 +46,10 @@ class EngineAdapter:
     def capabilities(self, cfg: ModelConfig) -> set[str]:
         return {CHAT, COMPLETION}
 
+    def installed(self) -> bool:
+        """Whether this host can launch the engine at all."""
+        return True
+
     def base_url(self, cfg: ModelConfig, host: str, port: int) -> str:
         return f"http://{host}:{port}"
 

@@ -223,6 +223,9 @@ class ManagedModel:
             inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
             await self._probe(inst.base_url + self.adapter.health_path)
             return inst
+        if not self.adapter.installed():
+            raise ModelStartError(f"engine {self.cfg.engine} is not installed on this host",
+                                  code="ENGINE_NOT_INSTALLED")
         port = free_port(host)
         profile = self.cfg.profiles[0] if self.cfg.profiles else None
         self.config_source = profile.name if profile else "default"
