@@ -10,7 +10,7 @@ def test_bench_relay_overhead_smoke() -> None:
     out = subprocess.run([sys.executable, str(REPO / "bench" / "relay_overhead.py"), "--smoke"],
                          capture_output=True, text=True, timeout=180, check=True).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
-            if line.startswith(("direct", "gateway"))}
+            if line.split()[:1] in (["direct"], ["gateway"])}
     assert set(rows) == {"direct", "gateway"}
     assert all(len(values) == 4 and float(values[3]) > 0 for values in rows.values())
     assert "added latency: p50" in out
