@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Collection, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from modelfleet.engines.base import EngineAdapter
-from modelfleet.errors import FleetError, ModelStartError
+from modelfleet.errors import FleetError, ModelStartError, UnavailableError
 from modelfleet.fleet.logs import ModelLog
 from modelfleet.fleet.supervisor import EngineProcess, free_port
 from modelfleet.settings import ModelConfig, engine_environment
@@ -148,10 +148,17 @@ class ManagedModel:
         await asyncio.shield(self._transition)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
-    async def lease(self) -> AsyncIterator[Instance]:
-        """Ready the model, pick the least loaded instance and hold it for one request."""
+    async def lease(self, exclude: Collection[Instance] = ()) -> AsyncIterator[Instance]:
+        """Ready the model, pick the least loaded instance and hold it for one request.
+
+        ``exclude`` names instances a retry must avoid; when every instance is
+        excluded, UnavailableError says so.
+        """
         await self.ensure_ready()
-        instance = min(self.instances, key=lambda i: i.outstanding)
+        candidates = [i for i in self.instances if i not in exclude] if exclude else self.instances
+        if not candidates:
+            raise UnavailableError(f"no other instance of {self.name!r} to try")
+        instance = min(candidates, key=lambda i: i.outstanding)
         instance.outstanding += 1
         self.in_flight += 1
         try:

@@ -27,7 +27,7 @@ from modelfleet.errors import (
     RouteNotFoundError,
     as_fleet_error,
 )
-from modelfleet.fleet.model import ManagedModel
+from modelfleet.fleet.model import Instance, ManagedModel
 from modelfleet.fleet.registry import Fleet
 from modelfleet.gateway.asgi import (
     ClientDisconnected,
@@ -107,7 +107,7 @@ class Proxy:
                 # that check the name (vLLM does) must see the one they serve.
                 payload["model"] = model.upstream_name
                 body = orjson.dumps(payload)
-            await self._relay(scope, receive, sent, model, body, max_tokens)
+            await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens)
         except ClientDisconnected:
             return
         except Exception as exc:  # noqa: BLE001 - every error leaves as JSON
@@ -152,35 +152,126 @@ class Proxy:
                 f"max_tokens {max_tokens} exceeds this model's limit of {cap}", param="max_tokens"
             )
 
-    async def _relay(
-        self, scope: Scope, receive: Receive, send: _SendGuard, model: ManagedModel,
-        body: bytes, max_tokens: object,
+    async def relay_request(
+        self, scope: Scope, receive: Receive, send: Send, model: ManagedModel,
+        upstream_path: str, body: bytes, max_tokens: object,
     ) -> None:
+        """Relay ``body`` to ``upstream_path`` on an instance of ``model`` and answer.
+
+        A failure before the first byte reached the client is retried once on
+        each other instance, then on the model's fallbacks. A client that leaves
+        cancels the request (and so the upstream one).
+        """
+        guard = send if isinstance(send, _SendGuard) else _SendGuard(send)
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(_cancel_on_disconnect(receive, send, task))
-        url_path = scope["path"]
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, guard, task))
         if scope.get("query_string"):
-            url_path += "?" + scope["query_string"].decode("latin-1")
+            upstream_path += "?" + scope["query_string"].decode("latin-1")
         try:
-            async with model.lease() as instance:
-                outcome = await self.relay.forward(
-                    send, scope["method"], instance.base_url + url_path, body,
-                    path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
-                )
-            if outcome.error is None and outcome.status < 400:
-                model.note_success()
-            self.usage.record(model.name, outcome.status, outcome.usage, outcome.error)
+            await self._relay_with_retries(scope, guard, model, upstream_path, body, max_tokens)
         except asyncio.CancelledError:
             if not watcher.done() or watcher.cancelled():
                 raise
             self.usage.record(model.name, 499, None, None)
             log.info("client left %s for %s; upstream request aborted", scope["path"], model.name)
-        except FleetError as exc:
-            self.usage.record(model.name, exc.status, None, exc)
-            raise
         finally:
             watcher.cancel()
+
+    async def _relay_with_retries(
+        self, scope: Scope, send: _SendGuard, model: ManagedModel, upstream_path: str,
+        body: bytes, max_tokens: object,
+    ) -> None:
+        tried: list[Instance] = []
+        candidates = [model, *self._fallbacks(model)]
+        for current in candidates:
+            if current is not model and current.upstream_name != model.upstream_name:
+                body = _renamed(body, current.upstream_name)
+            tried.clear()
+            while True:
+                try:
+                    await self._relay_once(scope, send, current, upstream_path, body, max_tokens,
+                                           tried)
+                    return
+                except FleetError as exc:
+                    self.usage.record(current.name, exc.status, None, exc)
+                    if send.started or not _retryable(exc):
+                        raise
+                    last = exc
+                    if len(tried) >= current.cfg.replicas:
+                        break
+                    log.warning("retrying %s on another instance of %s: %s",
+                                scope["path"], current.name, exc.message)
+            if current is candidates[-1]:
+                raise last
+            log.warning("%s failed (%s); falling back", current.name, last.message)
+
+    async def _relay_once(
+        self, scope: Scope, send: _SendGuard, model: ManagedModel, upstream_path: str,
+        body: bytes, max_tokens: object, tried: list[Instance],
+    ) -> None:
+        async with model.lease(exclude=tried) as instance:
+            tried.append(instance)
+            outcome = await self.relay.forward(
+                send, scope["method"], instance.base_url + upstream_path, body,
+                path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
+            )
+        if outcome.error is None and outcome.status < 400:
+            model.note_success()
+        self.usage.record(model.name, outcome.status, outcome.usage, outcome.error)
+
+    def _fallbacks(self, model: ManagedModel) -> list[ManagedModel]:
+        out = []
+        for name in model.cfg.fallbacks:
+            try:
+                out.append(self.fleet.get(name))
+            except FleetError:
+                log.warning("fallback %r of %s is not a model", name, model.name)
+        return out
+
+    async def call_json(
+        self, model: ManagedModel, upstream_path: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One non-streaming request to ``model``'s engine, for routes that reshape answers.
+
+        Limits, renaming, retries on another instance and usage recording are
+        the same as on the relay path; the caller turns the JSON into its shape.
+        """
+        max_tokens = payload.get("max_tokens")
+        self._check_limits(model, max_tokens)
+        payload = {**payload, "model": model.upstream_name}
+        tried: list[Instance] = []
+        while True:
+            try:
+                async with model.lease(exclude=tried) as instance:
+                    tried.append(instance)
+                    answer = await self.relay.call_json(
+                        instance.base_url + upstream_path, payload, max_tokens=max_tokens,
+                        api_key=model.cfg.api_key)
+            except FleetError as exc:
+                self.usage.record(model.name, exc.status, None, exc)
+                if not _retryable(exc) or len(tried) >= model.cfg.replicas:
+                    raise
+                continue
+            model.note_success()
+            usage = answer.get("usage")
+            self.usage.record(model.name, 200, usage if isinstance(usage, dict) else None, None)
+            return answer
+
+
+def _retryable(exc: FleetError) -> bool:
+    """Worth another instance: the engine broke, was unreachable or answered 5xx.
+
+    A timeout is not retried: the work may still be running, and the client
+    has already waited the whole first-byte budget.
+    """
+    return exc.status in (500, 502, 503) and exc.code not in ("QUEUE_FULL", "ENGINE_NOT_INSTALLED")
+
+
+def _renamed(body: bytes, name: str) -> bytes:
+    payload = orjson.loads(body)
+    payload["model"] = name
+    return orjson.dumps(payload)
 
 
 class _SendGuard:

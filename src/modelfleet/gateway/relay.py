@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -68,6 +69,23 @@ class Relay:
         tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 256
         return self.timeouts.first_byte + self.timeouts.first_byte_per_token * tokens
 
+    async def _open(
+        self, method: str, url: str, body: bytes, max_tokens: object, api_key: str | None
+    ) -> aiohttp.ClientResponse:
+        """Send the request and wait for the response head, errors translated."""
+        headers = {"Content-Type": "application/json", "Accept": "*/*"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        try:
+            async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
+                return await self.session.request(method, url, data=body, headers=headers)
+        except TimeoutError:
+            raise InferenceTimeoutError("the engine did not answer in time") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise DownstreamFailedError(f"the engine is unreachable: {exc.strerror}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
+
     async def forward(
         self,
         send: Send,
@@ -84,19 +102,8 @@ class Relay:
         Raises FleetError when nothing was sent to the client yet. Cancelling
         the calling task (client gone) closes the upstream connection at once.
         """
-        headers = {"Content-Type": "application/json", "Accept": "*/*"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+        resp = await self._open(method, url, body, max_tokens, api_key)
         outcome = Outcome()
-        try:
-            async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
-                resp = await self.session.request(method, url, data=body, headers=headers)
-        except TimeoutError:
-            raise InferenceTimeoutError("the engine did not answer in time") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise DownstreamFailedError(f"the engine is unreachable: {exc.strerror}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
         try:
             outcome.status = resp.status
             if resp.content_type == "text/event-stream" and resp.status == 200:
@@ -110,6 +117,29 @@ class Relay:
         finally:
             resp.release()
         return outcome
+
+    async def call_json(
+        self, url: str, payload: dict[str, Any], *, max_tokens: object = None,
+        api_key: str | None = None,
+    ) -> dict[str, Any]:
+        """POST ``payload`` and return the engine's JSON answer; errors are raised."""
+        resp = await self._open("POST", url, orjson.dumps(payload), max_tokens, api_key)
+        try:
+            data = await self._read(resp)
+        except BaseException:
+            resp.close()
+            raise
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise upstream_error(resp.status, data)
+        try:
+            answer = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("the engine answered with something that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise UpstreamError("the engine answered with JSON that is not an object")
+        return answer
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
