@@ -16,6 +16,7 @@
     ├── UnavailableError            503 service_unavailable   MODEL_UNAVAILABLE
     │   ├── QueueFullError          503                       QUEUE_FULL
     │   ├── ModelStartError         503                       MODEL_START_FAILED
+    │   │   └── InsufficientResourcesError 503                INSUFFICIENT_RESOURCES
     │   └── DownstreamFailedError   503                       DOWNSTREAM_REQUEST_FAILED
     └── InferenceTimeoutError       504 timeout_error         INFERENCE_TIMEOUT
 
@@ -136,6 +137,12 @@ class QueueFullError(UnavailableError):
 
 class ModelStartError(UnavailableError):
     code = "MODEL_START_FAILED"
+
+
+class InsufficientResourcesError(ModelStartError):
+    """No launch profile of the model fits its devices, even after stopping idle models."""
+
+    code = "INSUFFICIENT_RESOURCES"
 
 
 class DownstreamFailedError(UnavailableError):

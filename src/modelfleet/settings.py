@@ -76,6 +76,23 @@ class Limits(_Section):
     default_temperature: float | None = Field(None, ge=0, le=2)
 
 
+class ResourceRequirements(_Section):
+    """What one instance needs (seed 002's names); MB. Unset: estimated from the weights."""
+
+    gpu_count: int | None = Field(None, ge=0)
+    gpu_memory: int | None = Field(None, ge=0, description="MB on each GPU of the profile")
+    memory: int | None = Field(None, ge=0, description="MB of host RAM when on the CPU")
+    cpu_cores: float | None = Field(None, ge=0)
+
+
+class DeviceSpec(_Section):
+    """A device declared in the config instead of detected (or where nothing detects it)."""
+
+    id: str = Field(pattern=r"^(cpu|cuda:\d+)$")
+    memory_mb: int = Field(ge=0)
+    name: str | None = None
+
+
 class Profile(_Section):
     name: str
     devices: list[str] = []
@@ -96,6 +113,7 @@ class ModelConfig(_Section):
     limits: Limits = Limits()
     fallbacks: list[str] = []
     profiles: list[Profile] = []
+    resource_requirements: ResourceRequirements = ResourceRequirements()
     args: dict[str, Any] = {}
     # Engine task when the engine serves several (builtin: chat, embed, rerank).
     task: Literal["auto", "chat", "embed", "rerank"] = "auto"
@@ -124,6 +142,8 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
     models: list[ModelConfig] = []
+    # Declared devices replace detection (NVML for GPUs, psutil for the CPU).
+    devices: list[DeviceSpec] | None = None
     log_level: str = "info"
 
     @field_validator("data_dir")

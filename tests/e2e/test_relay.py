@@ -1,5 +1,7 @@
 """The gateway's relay against real simulator engine processes."""
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -227,5 +229,49 @@ def test_relay_missing_engine_is_a_clear_503(tmp_path: Path) -> None:
         assert isinstance(info.value.body, dict)
         assert info.value.body["code"] == "ENGINE_NOT_INSTALLED"
         assert gateway.info("big")["status"] == "failed"
+    finally:
+        gateway.stop()
+
+
+def test_relay_retries_on_the_healthy_instances(tmp_path: Path) -> None:
+    """Three instances of one model on three GPUs; the one on cuda:0 always fails."""
+    gpus = [{"id": f"cuda:{i}", "memory_mb": 1000} for i in range(3)]
+    profiles = [
+        {"name": "bad", "devices": ["cuda:0"], "args": {"error_rate": 1.0, "error_status": 500}},
+        {"name": "g1", "devices": ["cuda:1"]},
+        {"name": "g2", "devices": ["cuda:2"]},
+    ]
+    gateway = start_gateway(tmp_path, [simulator_model(
+        "trio", replicas=3, profiles=profiles, resource_requirements={"gpu_memory": 800})],
+        devices=gpus)
+    try:
+        client = gateway.client()
+        for _ in range(12):
+            resp = client.completions.create(model="trio", prompt="x", max_tokens=2)
+            assert resp.choices[0].text == "alpha bravo"
+        instances = gateway.info("trio")["instances"]
+        assert len(instances) == 3
+        assert sum(i["served"] for i in instances) >= 12
+        assert "retrying" in gateway.log()
+        # One instance crashing leaves the model serving on the others.
+        os.kill(instances[1]["pid"], signal.SIGKILL)
+        for _ in range(6):
+            client.completions.create(model="trio", prompt="x", max_tokens=2)
+        info = gateway.info("trio")
+        assert info["status"] == "ready" and info["start_count"] == 1
+        wait_until(lambda: len(gateway.info("trio")["instances"]) == 3, timeout=20)
+    finally:
+        gateway.stop()
+
+
+def test_relay_falls_back_to_another_model(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, [
+        simulator_model("flaky", args={"error_rate": 1.0, "error_status": 503},
+                        fallbacks=["steady"]),
+        simulator_model("steady"),
+    ])
+    try:
+        resp = gateway.client().completions.create(model="flaky", prompt="x", max_tokens=1)
+        assert resp.model == "steady"
     finally:
         gateway.stop()

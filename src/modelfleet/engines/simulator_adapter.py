@@ -24,7 +24,10 @@ class SimulatorAdapter(EngineAdapter):
         argv = [sys.executable, "-m", "modelfleet.engines.simulator", "--host", host,
                 "--port", str(port), "--served-model-name", cfg.name]
         args = {**cfg.args, **(profile.args if profile else {})}
-        return LaunchSpec(argv=argv + flag_args(args))
+        gpus = [d.split(":", 1)[1] for d in (profile.devices if profile else [])
+                if d.startswith("cuda:")]
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
+        return LaunchSpec(argv=argv + flag_args(args), env=env)
 
     def capabilities(self, cfg: ModelConfig) -> set[str]:
         return {CHAT, COMPLETION, EMBEDDING}

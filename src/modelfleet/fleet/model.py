@@ -37,6 +37,7 @@ import aiohttp
 from modelfleet.engines.base import EngineAdapter
 from modelfleet.errors import FleetError, ModelStartError, UnavailableError
 from modelfleet.fleet.logs import ModelLog
+from modelfleet.fleet.placement import Placement, Reservation
 from modelfleet.fleet.supervisor import EngineProcess, free_port
 from modelfleet.settings import ModelConfig, engine_environment
 
@@ -57,6 +58,7 @@ class Instance:
 
     base_url: str
     process: EngineProcess | None = None
+    reservation: Reservation | None = None
     role: str = "pd"
     outstanding: int = 0
     served: int = 0
@@ -75,8 +77,10 @@ class ManagedModel:
         log_dir: Path,
         session: aiohttp.ClientSession,
         start_timeout: float,
+        placement: Placement | None = None,
     ):
         self.cfg = cfg
+        self.placement = placement
         self.adapter = adapter
         self.session = session
         self.start_timeout = cfg.startup_timeout or start_timeout
@@ -95,6 +99,7 @@ class ManagedModel:
         self._transition: asyncio.Task[None] | None = None
         self._transition_kind = ""
         self._watchers: list[asyncio.Task[None]] = []
+        self._replacing: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -207,6 +212,7 @@ class ManagedModel:
             good = [r for r in launched if isinstance(r, Instance)]
             if errors:
                 for inst in good:
+                    self._release(inst)
                     if inst.process:
                         await inst.process.stop(grace=2)
                 raise errors[0]
@@ -229,24 +235,33 @@ class ManagedModel:
         if not self.adapter.launched:
             inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
             await self._probe(inst.base_url + self.adapter.health_path)
+            self.config_source = "external"
             return inst
         if not self.adapter.installed():
             raise ModelStartError(f"engine {self.cfg.engine} is not installed on this host",
                                   code="ENGINE_NOT_INSTALLED")
-        port = free_port(host)
-        profile = self.cfg.profiles[0] if self.cfg.profiles else None
-        self.config_source = profile.name if profile else "default"
-        spec = self.adapter.launch(self.cfg, host, port, profile)
-        process = EngineProcess(spec.argv, engine_environment(spec.env), self.log)
-        await process.spawn()
-        base_url = self.adapter.base_url(self.cfg, host, port)
+        reservation = await self.placement.place(self) if self.placement else None
         try:
-            await process.wait_ready(base_url + self.adapter.health_path, self.start_timeout,
-                                     self.session)
+            profile = reservation.profile if reservation else None
+            port = free_port(host)
+            spec = self.adapter.launch(self.cfg, host, port, profile)
+            process = EngineProcess(spec.argv, engine_environment(spec.env), self.log)
+            await process.spawn()
+            base_url = self.adapter.base_url(self.cfg, host, port)
+            try:
+                await process.wait_ready(base_url + self.adapter.health_path, self.start_timeout,
+                                         self.session)
+            except BaseException:
+                await process.stop(grace=2)
+                raise
         except BaseException:
-            await process.stop(grace=2)
+            if self.placement is not None:
+                self.placement.release(reservation)
             raise
-        return Instance(base_url=base_url, process=process)
+        if reservation is not None:
+            reservation.placed = True
+            self.config_source = reservation.source
+        return Instance(base_url=base_url, process=process, reservation=reservation)
 
     async def _probe(self, url: str) -> None:
         headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else None
@@ -259,23 +274,53 @@ class ManagedModel:
             raise ModelStartError(f"{url} is unreachable: {exc!r}") from exc
 
     async def _watch(self, inst: Instance) -> None:
-        """Notice an engine that exits on its own: the model becomes failed."""
+        """Notice an engine that exits on its own.
+
+        With other instances still serving, the model stays ready and a
+        replacement starts in the background; the last one gone makes the
+        model failed at once (no await before that), so no new request is
+        handed a dead engine.
+        """
         assert inst.process is not None
         code = await inst.process.wait()
         if self.state is ModelState.STOPPING or inst not in self.instances:
             return
         last = [line.message for line in self.log.tail(3)]
         self.log.append(f"[modelfleet] engine pid {inst.pid} exited unexpectedly (code {code})")
+        self._release(inst)
+        if self.state is ModelState.READY and len(self.instances) > 1:
+            self.instances.remove(inst)
+            self.log.append(f"[modelfleet] {len(self.instances)} instance(s) left; replacing it")
+            task = asyncio.create_task(self._replace())
+            self._replacing.add(task)
+            task.add_done_callback(self._replacing.discard)
+            return
         survivors = [i for i in self.instances if i is not inst]
         watchers, self._watchers = self._watchers, []
-        # Fail first (no await before it), so no new request is handed a dead engine.
         self._fail(f"engine exited with code {code}" + (f": {last[-1]}" if last else ""))
         for w in watchers:
             if w is not asyncio.current_task():
                 w.cancel()
+        for i in survivors:
+            self._release(i)
         await asyncio.gather(
             *(i.process.stop(grace=2) for i in survivors if i.process), return_exceptions=True
         )
+
+    async def _replace(self) -> None:
+        try:
+            inst = await self._start_instance()
+        except FleetError as exc:
+            self.log.append(f"[modelfleet] replacement failed: {exc.message}")
+            return
+        if self.state is not ModelState.READY:  # stopped meanwhile: not wanted any more
+            self._release(inst)
+            if inst.process:
+                await inst.process.stop(grace=2)
+            return
+        self.instances.append(inst)
+        self._watchers.append(asyncio.create_task(self._watch(inst)))
+        self.log.append(f"[modelfleet] replacement instance ready at {inst.base_url}")
 
     def _fail(self, reason: str) -> None:
         self.state = ModelState.FAILED
@@ -297,14 +342,28 @@ class ManagedModel:
     async def _stop_all(self, grace: float) -> None:
         instances, self.instances = self.instances, []
         current = asyncio.current_task()
-        for w in self._watchers:
+        for w in [*self._watchers, *self._replacing]:
             if w is not current:
                 w.cancel()
         self._watchers = []
+        for inst in instances:
+            self._release(inst)
         await asyncio.gather(
             *(inst.process.stop(grace) for inst in instances if inst.process),
             return_exceptions=True,
         )
+
+    def is_idle(self) -> bool:
+        """Ready, nothing in flight and no transition under way: safe to stop for room."""
+        return self.state is ModelState.READY and self.in_flight == 0 and self._transition is None
+
+    def held_devices(self) -> set[str]:
+        return {d for i in self.instances if i.reservation for d in i.reservation.memory}
+
+    def _release(self, inst: Instance) -> None:
+        if self.placement is not None:
+            self.placement.release(inst.reservation)
+        inst.reservation = None
 
     def idle_seconds(self) -> float:
         return 0.0 if self.in_flight else time.monotonic() - self.last_used

@@ -15,6 +15,8 @@ from modelfleet.engines import adapter_for
 from modelfleet.engines.base import CHAT
 from modelfleet.errors import FleetError, InvalidRequestError, ModelNotFoundError
 from modelfleet.fleet.model import ManagedModel, ModelState
+from modelfleet.fleet.placement import Placement
+from modelfleet.observability.devices import inventory_for
 from modelfleet.settings import ModelConfig, Settings
 
 log = logging.getLogger("modelfleet.fleet")
@@ -29,6 +31,7 @@ class Fleet:
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
+        self.placement = Placement(inventory_for(settings.devices), lambda: self.models.values())
         for cfg in settings.models:
             self.add(cfg)
 
@@ -39,6 +42,7 @@ class Fleet:
             self.settings.data_dir / "logs",
             self.session,
             self.settings.timeouts.start,
+            self.placement,
         )
         self.models[cfg.name] = model
         self._names[cfg.name] = model
