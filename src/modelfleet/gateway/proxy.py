@@ -102,10 +102,7 @@ class Proxy:
                 model = self._model_for_any(scope, payload)
             max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
             self._check_limits(model, max_tokens)
-            if payload and payload.get("model") != model.upstream_name:
-                # An alias, an omitted name or an external server's own name: engines
-                # that check the name (vLLM does) must see the one they serve.
-                payload["model"] = model.upstream_name
+            if payload and self._apply_model_rules(model, payload):
                 body = orjson.dumps(payload)
             await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens)
         except ClientDisconnected:
@@ -144,6 +141,26 @@ class Proxy:
                 return next(iter(self.fleet.models.values()))
             raise InvalidRequestError("`model` is required to route this request", param="model")
         return self.fleet.get(str(name))
+
+    @staticmethod
+    def _apply_model_rules(model: ManagedModel, payload: dict[str, Any]) -> bool:
+        """Rewrite ``payload`` for the engine; True when it changed (re-serialise then).
+
+        The name becomes the one the engine serves (an alias, an omitted name or
+        an external server's own name: engines that check it, as vLLM does, must
+        see theirs); the model's default temperature fills a missing one.
+        """
+        changed = False
+        if payload.get("model") != model.upstream_name:
+            payload["model"] = model.upstream_name
+            changed = True
+        default_t = model.cfg.limits.default_temperature
+        if default_t is not None and payload.get("temperature") is None and (
+            "messages" in payload or "prompt" in payload
+        ):
+            payload["temperature"] = default_t
+            changed = True
+        return changed
 
     def _check_limits(self, model: ManagedModel, max_tokens: object) -> None:
         cap = model.cfg.limits.max_tokens
@@ -239,7 +256,8 @@ class Proxy:
         """
         max_tokens = payload.get("max_tokens")
         self._check_limits(model, max_tokens)
-        payload = {**payload, "model": model.upstream_name}
+        payload = dict(payload)
+        self._apply_model_rules(model, payload)
         tried: list[Instance] = []
         while True:
             try:
