@@ -151,6 +151,31 @@ def stop(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     console.print(body.get("message", "stopped"))
 
 
+config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
+    """Validate a config file: every problem names the file, the model and the field."""
+    from modelfleet.engines import adapter_for
+    from modelfleet.settings import load_settings
+
+    try:
+        settings = load_settings(config=file)
+        adapters = {m.name: adapter_for(m.engine) for m in settings.models}
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    table = Table(title=f"{file}: {len(settings.models)} model(s), valid")
+    for col in ("model", "engine", "installed here", "aliases", "profiles"):
+        table.add_column(col)
+    for m in settings.models:
+        table.add_row(m.name, m.engine, "yes" if adapters[m.name].installed() else "no",
+                      ", ".join(m.aliases), ", ".join(p.name for p in m.profiles) or "-")
+    console.print(table)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from modelfleet.errors import ConfigError
@@ -237,7 +244,37 @@ def load_settings(**flags: Any) -> Settings:
         for p in parents:
             target = target.setdefault(p, {})
         target[leaf] = value
-    return Settings(**init)
+    path = init.get("config") or os.environ.get("MODELFLEET_CONFIG")
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, str(path) if path else "settings", path)) from None
+
+
+def explain(exc: ValidationError, source: str, path: str | Path | None = None) -> str:
+    """Every problem on its own line, naming the file, the model and the field."""
+    models: list[Any] = []
+    if path:
+        try:
+            raw = load_yaml(Path(path)).get("models")
+            models = raw if isinstance(raw, list) else []
+        except ConfigError:
+            pass
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+            index = loc[1]
+            entry = models[index] if index < len(models) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            rest = ".".join(str(p) for p in loc[2:])
+            where = (f"model {name!r} (models[{index}])" if name else f"models[{index}]") \
+                + (f", field {rest}" if rest else "")
+        elif loc:
+            where = f"field {where}"
+        lines.append(f"{source}: {where}: {err['msg']}")
+    return "\n".join(lines)
 
 
 def engine_environment(extra: dict[str, str] | None = None) -> dict[str, str]:

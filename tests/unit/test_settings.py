@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from modelfleet.errors import ConfigError
 from modelfleet.settings import load_settings
@@ -55,15 +54,32 @@ def test_settings_bad_yaml_is_config_error(tmp_path: Path) -> None:
 
 
 def test_settings_refuses_unknown_keys_and_duplicate_names(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="serverr"):
+    with pytest.raises(ConfigError, match="field serverr: Extra inputs are not permitted"):
         load_settings(config=_yaml(tmp_path, "serverr: {}\n"))
     dup = "models:\n  - {name: a, model: x, aliases: [b]}\n  - {name: b, model: y}\n"
-    with pytest.raises(ValidationError, match="used twice"):
+    with pytest.raises(ConfigError, match="used twice"):
         load_settings(config=_yaml(tmp_path, dup))
 
 
+def test_settings_errors_name_the_file_the_model_and_the_field(tmp_path: Path) -> None:
+    text = ("models:\n  - {name: ok, model: x}\n"
+            "  - {name: qwen, model: y, replicas: 0, limits: {max_tokens: -1}}\n"
+            "  - {name: other, model: z, engine: nope}\n")
+    path = _yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config=path)
+    lines = str(info.value).splitlines()
+    assert f"{path}: model 'qwen' (models[1]), field replicas: Input should be greater than " \
+        "or equal to 1" in lines
+    assert any(line.startswith(f"{path}: model 'qwen' (models[1]), field limits.max_tokens")
+               for line in lines)
+    assert any(line.startswith(f"{path}: model 'other' (models[2]), field engine")
+               for line in lines)
+    assert len(lines) == 3
+
+
 def test_settings_model_fields_are_bounded(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="replicas"):
+    with pytest.raises(ConfigError, match="replicas"):
         load_settings(config=_yaml(tmp_path, "models:\n  - {name: a, model: x, replicas: 0}\n"))
-    with pytest.raises(ValidationError, match="engine"):
+    with pytest.raises(ConfigError, match="engine"):
         load_settings(config=_yaml(tmp_path, "models:\n  - {name: a, model: x, engine: nope}\n"))
