@@ -167,7 +167,7 @@ def as_fleet_error(exc: BaseException) -> FleetError:
 def _flavour(path: str) -> str:
     if path.startswith("/v1/generate"):
         return "tgi"
-    if path.startswith(("/api/models", "/api/logs", "/api/devices")):
+    if path.startswith(("/api/models", "/api/v1/models", "/api/logs", "/api/devices")):
         return "manager"
     return "openai"
 

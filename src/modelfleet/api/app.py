@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from modelfleet import __version__
-from modelfleet.api import health, models, openapi
+from modelfleet.api import generate, health, model_inference, models, openapi
 from modelfleet.api.core import Core
 from modelfleet.errors import (
     FleetError,
@@ -62,6 +62,8 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     )
     api.include_router(health.router)
     api.include_router(models.router)
+    api.include_router(generate.router)
+    api.router.routes.extend(model_inference.routes())
 
     @api.exception_handler(FleetError)
     async def fleet_error(request: Request, exc: FleetError) -> Response:
@@ -96,6 +98,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
                                    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                                    include_in_schema=False))
     openapi.install(api)
+    model_inference.install_openapi(api)
     return api
 
 

@@ -8,6 +8,7 @@ from modelfleet.engines.base import (
     CHAT,
     COMPLETION,
     EMBEDDING,
+    VISION,
     EngineAdapter,
     LaunchSpec,
     flag_args,
@@ -22,7 +23,7 @@ class SimulatorAdapter(EngineAdapter):
         self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
     ) -> LaunchSpec:
         argv = [sys.executable, "-m", "modelfleet.engines.simulator", "--host", host,
-                "--port", str(port), "--served-model-name", cfg.name]
+                "--port", str(port), "--served-model-name", cfg.name, "--role", role]
         args = {**cfg.args, **(profile.args if profile else {})}
         gpus = [d.split(":", 1)[1] for d in (profile.devices if profile else [])
                 if d.startswith("cuda:")]
@@ -30,4 +31,4 @@ class SimulatorAdapter(EngineAdapter):
         return LaunchSpec(argv=argv + flag_args(args), env=env)
 
     def capabilities(self, cfg: ModelConfig) -> set[str]:
-        return {CHAT, COMPLETION, EMBEDDING}
+        return {CHAT, COMPLETION, EMBEDDING, VISION}

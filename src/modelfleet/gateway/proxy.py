@@ -100,10 +100,7 @@ class Proxy:
                 model = self.fleet.resolve(payload.get("model"), spec.capability)
             else:
                 model = self._model_for_any(scope, payload)
-            max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
-            self._check_limits(model, max_tokens)
-            if payload and self._apply_model_rules(model, payload):
-                body = orjson.dumps(payload)
+            body, max_tokens = self.prepare(model, payload, body)
             await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens)
         except ClientDisconnected:
             return
@@ -142,6 +139,23 @@ class Proxy:
             raise InvalidRequestError("`model` is required to route this request", param="model")
         return self.fleet.get(str(name))
 
+    def prepare(
+        self, model: ManagedModel, payload: dict[str, Any], body: bytes | None = None
+    ) -> tuple[bytes, object]:
+        """The body to send ``model``'s engine, and the request's max_tokens.
+
+        Checks the model's max_tokens cap (400 past it) and applies its rules
+        (below). ``body`` is the client's bytes: sent untouched unless a rule
+        changed the payload.
+        """
+        max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        self._check_limits(model, payload)
+        if not payload:
+            return body or b"", max_tokens
+        if self._apply_model_rules(model, payload) or body is None:
+            body = orjson.dumps(payload)
+        return body, max_tokens
+
     @staticmethod
     def _apply_model_rules(model: ManagedModel, payload: dict[str, Any]) -> bool:
         """Rewrite ``payload`` for the engine; True when it changed (re-serialise then).
@@ -162,12 +176,16 @@ class Proxy:
             changed = True
         return changed
 
-    def _check_limits(self, model: ManagedModel, max_tokens: object) -> None:
+    @staticmethod
+    def _check_limits(model: ManagedModel, payload: dict[str, Any]) -> None:
         cap = model.cfg.limits.max_tokens
-        if cap is not None and isinstance(max_tokens, int) and max_tokens > cap:
-            raise InvalidRequestError(
-                f"max_tokens {max_tokens} exceeds this model's limit of {cap}", param="max_tokens"
-            )
+        if cap is None:
+            return
+        for field in ("max_tokens", "max_completion_tokens"):
+            value = payload.get(field)
+            if isinstance(value, int) and value > cap:
+                raise InvalidRequestError(
+                    f"{field} {value} exceeds this model's limit of {cap}", param=field)
 
     async def relay_request(
         self, scope: Scope, receive: Receive, send: Send, model: ManagedModel,
@@ -254,9 +272,9 @@ class Proxy:
         Limits, renaming, retries on another instance and usage recording are
         the same as on the relay path; the caller turns the JSON into its shape.
         """
-        max_tokens = payload.get("max_tokens")
-        self._check_limits(model, max_tokens)
         payload = dict(payload)
+        max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        self._check_limits(model, payload)
         self._apply_model_rules(model, payload)
         tried: list[Instance] = []
         while True:

@@ -28,3 +28,20 @@ def test_rules_fill_the_default_temperature_only_when_missing(tmp_path: Path) ->
     assert Proxy._apply_model_rules(model, given) is False and given["temperature"] == 1.1
     embeddings = {"model": "qwen", "input": "x"}
     assert Proxy._apply_model_rules(model, embeddings) is False
+
+
+def test_prepare_caps_max_tokens_and_keeps_untouched_bytes(tmp_path: Path) -> None:
+    import pytest
+
+    from modelfleet.errors import InvalidRequestError
+
+    model = _model(tmp_path, limits={"max_tokens": 50})
+    proxy = Proxy.__new__(Proxy)
+    raw = b'{"model":"qwen","prompt":"x","max_tokens":50}'
+    body, max_tokens = proxy.prepare(model, {"model": "qwen", "prompt": "x", "max_tokens": 50},
+                                     raw)
+    assert body is raw and max_tokens == 50
+    for field in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(InvalidRequestError) as info:
+            proxy.prepare(model, {"model": "qwen", field: 51})
+        assert info.value.param == field
