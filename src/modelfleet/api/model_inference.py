@@ -28,6 +28,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import Route
 
 from modelfleet.api.core import Core
+from modelfleet.api.openapi import ERROR_SCHEMA
 from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING
 from modelfleet.errors import FleetError, as_fleet_error
 from modelfleet.gateway.asgi import (
@@ -35,6 +36,7 @@ from modelfleet.gateway.asgi import (
     Receive,
     Scope,
     Send,
+    SendGuard,
     parse_json,
     read_body,
     send_error,
@@ -86,7 +88,7 @@ class ModelInferenceEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         core: Core = scope["app"].state.core
-        sent = _StartedSend(send)
+        sent = SendGuard(send)
         try:
             payload = parse_json(await read_body(receive, core.settings.server.max_body_bytes))
             p.validate(self.route.request, payload)
@@ -102,21 +104,6 @@ class ModelInferenceEndpoint:
                 log.exception("unexpected error on %s", scope["path"])
             if not sent.started:
                 await send_error(send, err, scope["path"])
-
-
-class _StartedSend:
-    """Wraps ``send`` to know whether the response has begun."""
-
-    __slots__ = ("_send", "started")
-
-    def __init__(self, send: Send):
-        self._send = send
-        self.started = False
-
-    async def __call__(self, message: Any) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-        await self._send(message)
 
 
 def routes() -> list[Route]:
@@ -146,12 +133,7 @@ _MANAGER_ERROR = {
     "properties": {
         "success": {"type": "boolean", "const": False},
         "message": {"type": "string"},
-        "error": {"type": "object", "properties": {
-            "message": {"type": "string"}, "type": {"type": "string"},
-            "code": {"type": "string"}, "param": {"type": ["string", "null"]},
-            "details": {"type": ["object", "null"]}}},
-        "timestamp": {"type": "string"},
-        "path": {"type": "string"},
+        **ERROR_SCHEMA["properties"],
     },
 }
 

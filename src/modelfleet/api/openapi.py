@@ -26,7 +26,7 @@ DOCUMENTED: dict[str, tuple[type[BaseModel], type[BaseModel], str, bool]] = {
     "/v1/rerank": (p.RerankRequest, p.RerankResponse, "Rerank documents (Jina/Cohere)", False),
 }
 
-_ERROR = {
+ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "error": {"type": "object", "properties": {
@@ -60,7 +60,7 @@ def add_inference_paths(schema: dict[str, Any]) -> None:
     _, defs = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(defs.get("$defs", {}))
-    components["ErrorResponse"] = _ERROR
+    components["ErrorResponse"] = ERROR_SCHEMA
     for path, (req, resp, summary, streams) in DOCUMENTED.items():
         ok: dict[str, Any] = {"application/json": {"schema": {"$ref": _REF.format(
             model=resp.__name__)}}}

@@ -64,3 +64,21 @@ async def send_json(send: Send, status: int, payload: Any) -> None:
 async def send_error(send: Send, exc: FleetError, path: str) -> None:
     status, headers, body = render_error(exc, path)
     await send_bytes(send, status, body, headers)
+
+
+class SendGuard:
+    """Wraps ``send`` to know whether the response began and whether it is complete."""
+
+    __slots__ = ("_send", "started", "finished")
+
+    def __init__(self, send: Send):
+        self._send = send
+        self.started = False
+        self.finished = False
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)

@@ -34,6 +34,7 @@ from modelfleet.gateway.asgi import (
     Receive,
     Scope,
     Send,
+    SendGuard,
     parse_json,
     read_body,
     send_error,
@@ -92,7 +93,7 @@ class Proxy:
     async def handle(self, scope: Scope, receive: Receive, send: Send, spec: RouteSpec) -> None:
         """Serve one inference request; every failure leaves as the JSON error shape."""
         path = scope["path"]
-        sent = _SendGuard(send)
+        sent = SendGuard(send)
         try:
             body = await read_body(receive, self.max_body)
             payload = self._payload(scope, body, spec)
@@ -197,7 +198,7 @@ class Proxy:
         each other instance, then on the model's fallbacks. A client that leaves
         cancels the request (and so the upstream one).
         """
-        guard = send if isinstance(send, _SendGuard) else _SendGuard(send)
+        guard = send if isinstance(send, SendGuard) else SendGuard(send)
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, guard, task))
@@ -214,7 +215,7 @@ class Proxy:
             watcher.cancel()
 
     async def _relay_with_retries(
-        self, scope: Scope, send: _SendGuard, model: ManagedModel, upstream_path: str,
+        self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
         body: bytes, max_tokens: object,
     ) -> None:
         tried: list[Instance] = []
@@ -242,7 +243,7 @@ class Proxy:
             log.warning("%s failed (%s); falling back", current.name, last.message)
 
     async def _relay_once(
-        self, scope: Scope, send: _SendGuard, model: ManagedModel, upstream_path: str,
+        self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
         body: bytes, max_tokens: object, tried: list[Instance],
     ) -> None:
         async with model.lease(exclude=tried) as instance:
@@ -310,25 +311,7 @@ def _renamed(body: bytes, name: str) -> bytes:
     return orjson.dumps(payload)
 
 
-class _SendGuard:
-    """Wraps ``send`` to know whether the response began and whether it is complete."""
-
-    __slots__ = ("_send", "started", "finished")
-
-    def __init__(self, send: Send):
-        self._send = send
-        self.started = False
-        self.finished = False
-
-    async def __call__(self, message: Any) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-        elif not message.get("more_body", False):
-            self.finished = True
-        await self._send(message)
-
-
-async def _cancel_on_disconnect(receive: Receive, send: _SendGuard, task: asyncio.Task) -> None:
+async def _cancel_on_disconnect(receive: Receive, send: SendGuard, task: asyncio.Task) -> None:
     """Cancel ``task`` when the client disconnects before its response is complete."""
     while True:
         message = await receive()
