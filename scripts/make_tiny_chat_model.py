@@ -101,7 +101,7 @@ OUTPUT_FILES = (
 VOCAB_SIZE = 3072
 SEQ_LEN = 128
 BATCH_SIZE = 16  # small batches, many updates: learnt the facts better per token here
-DEFAULT_STEPS = 600  # about 5 minutes on one core of a 2-core CPU
+DEFAULT_STEPS = 600  # about 4 minutes of CPU time on one core; 500 learnt far fewer facts
 PEAK_LR = 3e-3
 WARMUP_STEPS = 40
 MAX_NEW_TOKENS = 64  # the self-check's limit, also the default in generation_config.json
@@ -181,9 +181,10 @@ STORY_ADJECTIVES = [
     "young", "gentle", "silly", "quiet", "busy", "friendly",
 ]  # fmt: skip
 STORY_PLACES = [
-    "a small village", "a big forest", "a quiet town", "a green valley", "a sunny island",
-    "a tall castle", "a cozy house", "a busy city", "a snowy mountain", "a little farm",
-    "an old garden", "a deep wood", "a blue lake", "a windy hill",
+    "in a small village", "in a big forest", "in a quiet town", "in a green valley",
+    "on a sunny island", "in a tall castle", "in a cozy house", "in a busy city",
+    "on a snowy mountain", "on a little farm", "in an old garden", "in a deep wood",
+    "by a blue lake", "on a windy hill",
 ]  # fmt: skip
 STORY_LIKES = [
     "read books", "play in the garden", "sing songs", "bake bread", "climb trees",
@@ -308,21 +309,25 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article ("an owl", "a cow")."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def make_story(rng: random.Random, max_sentences: int) -> str:
     """A templated story; chat replies use few sentences so that they end well within 64 tokens."""
     name = rng.choice(NAMES)
     creature = rng.choice(CREATURES)
     adjective = rng.choice(STORY_ADJECTIVES)
-    article = "an" if adjective[0] in "aeiou" else "a"
     sentences = [
-        f"Once upon a time, there was {article} {adjective} {creature} named {name}.",
-        f"{name} lived in {rng.choice(STORY_PLACES)} and liked to {rng.choice(STORY_LIKES)}.",
+        f"Once upon a time, there was {_a(adjective)} {creature} named {name}.",
+        f"{name} lived {rng.choice(STORY_PLACES)} and liked to {rng.choice(STORY_LIKES)}.",
         f"One day, {name} {rng.choice(STORY_EVENTS)}.",
         rng.choice(STORY_ENDINGS).format(name=name),
     ]
     if max_sentences >= 5:
         friend = rng.choice([n for n in NAMES if n != name])
-        sentences.insert(3, f"A {rng.choice(CREATURES)} named {friend} came to help.")
+        sentences.insert(3, f"{_cap(_a(rng.choice(CREATURES)))} named {friend} came to help.")
     if max_sentences < len(sentences):
         # Drop middle sentences only, so every story keeps its opening and its ending.
         sentences = sentences[: max_sentences - 1] + sentences[-1:]
@@ -331,7 +336,7 @@ def make_story(rng: random.Random, max_sentences: int) -> str:
 
 def arithmetic_exchange(rng: random.Random) -> tuple[str, str]:
     op = rng.choice(["plus", "plus", "minus", "times"])
-    a, b = rng.randint(0, 12), rng.randint(0, 12)
+    a, b = rng.randint(0, 10), rng.randint(0, 10)
     if op == "minus" and b > a:
         a, b = b, a  # answers stay non-negative
     result = {"plus": a + b, "minus": a - b, "times": a * b}[op]
@@ -374,16 +379,16 @@ def colour_exchange(rng: random.Random) -> tuple[str, str]:
 
 def sound_exchange(rng: random.Random) -> tuple[str, str]:
     animal, sound = rng.choice(list(SOUNDS.items()))
-    question = rng.choice([f"What sound does a {animal} make?", f"What does a {animal} say?"])
-    return question, f"A {animal} says {sound}."
+    question = rng.choice([f"What sound does {_a(animal)} make?", f"What does {_a(animal)} say?"])
+    return question, f"{_cap(_a(animal))} says {sound}."
 
 
 def legs_exchange(rng: random.Random) -> tuple[str, str]:
     animal, legs = rng.choice(list(LEGS.items()))
-    question = f"How many legs does a {animal} have?"
+    question = f"How many legs does {_a(animal)} have?"
     if legs == 0:
-        return question, f"A {animal} has no legs."
-    return question, f"A {animal} has {NUMBER_WORDS[legs]} legs."
+        return question, f"{_cap(_a(animal))} has no legs."
+    return question, f"{_cap(_a(animal))} has {NUMBER_WORDS[legs]} legs."
 
 
 def opposite_exchange(rng: random.Random) -> tuple[str, str]:
@@ -467,7 +472,7 @@ def unknown_exchange(rng: random.Random) -> tuple[str, str]:
 
 # Weights favour the exchanges the self-check and the demos use (arithmetic, capitals, stories).
 EXCHANGES: list[tuple[Callable[[random.Random], tuple[str, str]], int]] = [
-    (arithmetic_exchange, 6),
+    (arithmetic_exchange, 8),
     (capital_exchange, 3),
     (colour_exchange, 2),
     (sound_exchange, 2),
@@ -509,7 +514,7 @@ def make_fact_sentence(rng: random.Random) -> str:
         return f"{_cap(thing)} is {colour}."
     if kind == 2:
         animal, sound = rng.choice(list(SOUNDS.items()))
-        return f"A {animal} says {sound}."
+        return f"{_cap(_a(animal))} says {sound}."
     if kind == 3:
         a, b = rng.randint(0, 10), rng.randint(0, 10)
         return f"{_cap(NUMBER_WORDS[a])} plus {NUMBER_WORDS[b]} is {NUMBER_WORDS[a + b]}."
@@ -747,6 +752,8 @@ def save(
 ) -> None:
     prepare_out_dir(out)
     model.save_pretrained(out, safe_serialization=True)
+    # safetensors creates the file owner-only; match the other files so any install can read it.
+    (out / "model.safetensors").chmod(0o644)
     # The template goes into tokenizer_config.json rather than chat_template.jinja because
     # transformers 4.x before 4.49 only reads it from there.
     tokenizer.save_pretrained(out, save_jinja_files=False)
@@ -785,7 +792,10 @@ def self_check(out: Path) -> bool:
     any_eos = False
     for enc in encoded:
         with torch.no_grad():
-            output = model.generate(**enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+            # transformers 5 annotates generate()'s self so narrowly that mypy rejects any model.
+            output = model.generate(  # type: ignore[misc]
+                **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False
+            )
         new = output[0, enc["input_ids"].shape[1] :].tolist()
         ended = tokenizer.eos_token_id in new
         any_eos = any_eos or ended
@@ -815,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
 
     started = time.perf_counter()
-    chats, prose = make_corpus(args.seed, n_chats=40_000, n_prose=12_000)
+    chats, prose = make_corpus(args.seed, n_chats=40_000, n_prose=6_000)
     print(f"Corpus: {len(chats):,} conversations, {len(prose):,} prose passages")
 
     # The tokenizer sees the same rendered text the model trains on, markers excluded (they are

@@ -45,7 +45,7 @@ def _error_response(exc: FleetError, path: str) -> Response:
 def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        core = Core.build(settings)
+        core = await Core.open(settings)
         app.state.core = core
         holder.core = core
         await core.start()

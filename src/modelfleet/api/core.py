@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -14,6 +15,9 @@ from modelfleet.gateway.proxy import Proxy
 from modelfleet.gateway.relay import Relay, make_session
 from modelfleet.observability.usage import UsageBook
 from modelfleet.settings import Settings
+from modelfleet.store import Store
+
+log = logging.getLogger("modelfleet.core")
 
 
 @dataclass
@@ -24,23 +28,40 @@ class Core:
     relay: Relay
     usage: UsageBook
     proxy: Proxy
+    store: Store
     started_at: float = field(default_factory=time.time)
 
     @classmethod
-    def build(cls, settings: Settings) -> Core:
+    async def open(cls, settings: Settings) -> Core:
+        """Open the store, make it say what the config file says, and build the fleet
+        from it: models made through the API survive restarts beside the file's."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings)
+        try:
+            synced = await store.models.upsert_from_config(settings.models)
+            if synced.skipped:
+                log.warning("config models %s are held by API-made models of the same name",
+                            synced.skipped)
+            configs = [row.to_model_config() for row in await store.models.all()]
+        except BaseException:
+            await store.close()
+            raise
         session = make_session(settings.timeouts)
-        fleet = Fleet(settings, session)
+        fleet = Fleet(settings, session, configs)
         relay = Relay(session, settings.timeouts)
         usage = UsageBook()
-        return cls(settings, session, fleet, relay, usage, Proxy(settings, fleet, relay, usage))
+        proxy = Proxy(settings, fleet, relay, usage)
+        return cls(settings, session, fleet, relay, usage, proxy, store)
 
     async def start(self) -> None:
         await self.fleet.start()
 
     async def close(self) -> None:
-        await self.fleet.close()
-        await self.session.close()
+        try:
+            await self.fleet.close()
+            await self.session.close()
+        finally:
+            await self.store.close()
 
 
 def get_core(request: Request) -> Core:

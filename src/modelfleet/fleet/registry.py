@@ -23,7 +23,12 @@ log = logging.getLogger("modelfleet.fleet")
 
 
 class Fleet:
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession):
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        models: list[ModelConfig] | None = None,
+    ):
         self.settings = settings
         self.session = session
         self.models: dict[str, ManagedModel] = {}
@@ -32,7 +37,7 @@ class Fleet:
         self._background: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.placement = Placement(inventory_for(settings.devices), lambda: self.models.values())
-        for cfg in settings.models:
+        for cfg in settings.models if models is None else models:
             self.add(cfg)
 
     def add(self, cfg: ModelConfig) -> ManagedModel:
