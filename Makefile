@@ -14,7 +14,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e ".[builtin,dev]"
+	$(BIN)/python -m pip install -e ".[builtin,llamacpp,dev]"
 	touch $@
 
 ## serve: install what is missing into .venv, then run the gateway in the foreground
@@ -37,9 +37,10 @@ unit: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/e2e
 
-## model: remake the tiny chat model shipped in src/modelfleet/assets/tiny-chat
+## model: remake the tiny chat model (src/modelfleet/assets/tiny-chat) and its GGUF twin
 model: $(VENV)/.installed
 	$(BIN)/python scripts/make_tiny_chat_model.py
+	$(BIN)/python scripts/make_tiny_gguf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

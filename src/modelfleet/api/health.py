@@ -78,7 +78,7 @@ async def _probe(core: CoreDep, model: ManagedModel) -> str:
     timeout = aiohttp.ClientTimeout(total=3)
     for inst in list(model.instances):
         try:
-            async with core.session.get(inst.base_url + model.adapter.health_path,
+            async with core.session.get(inst.base_url + model.adapter.ready_path(model.cfg),
                                         timeout=timeout) as resp:
                 if resp.status != 200:
                     return "unhealthy"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelfleet.engines.base import EngineAdapter
 from modelfleet.engines.builtin_adapter import BuiltinAdapter
 from modelfleet.engines.external import ExternalAdapter
+from modelfleet.engines.llamacpp import LlamaCppAdapter
 from modelfleet.engines.sglang import SGLangAdapter
 from modelfleet.engines.simulator_adapter import SimulatorAdapter
 from modelfleet.engines.tgi import TGIAdapter
@@ -18,6 +19,7 @@ _ADAPTERS: dict[str, type[EngineAdapter]] = {
     "vllm": VLLMAdapter,
     "sglang": SGLangAdapter,
     "tgi": TGIAdapter,
+    "llamacpp": LlamaCppAdapter,
 }
 
 

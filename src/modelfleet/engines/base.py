@@ -8,6 +8,7 @@ supervisor; translating errors on the wire belongs to the relay.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,6 +20,14 @@ COMPLETION = "completion"
 EMBEDDING = "embedding"
 RERANK = "rerank"
 VISION = "vision"
+
+
+@dataclass(frozen=True)
+class ResponseRewriter:
+    """An engine's answer quirks, fixed at the edge: a whole JSON body, one SSE line."""
+
+    whole: Callable[[bytes], bytes]
+    event: Callable[[bytes], bytes]
 
 
 @dataclass
@@ -46,9 +55,17 @@ class EngineAdapter:
     def capabilities(self, cfg: ModelConfig) -> set[str]:
         return {CHAT, COMPLETION}
 
+    def ready_path(self, cfg: ModelConfig) -> str:
+        """The path that answers 200 once the engine can serve (it may depend on the binary)."""
+        return self.health_path
+
     def installed(self) -> bool:
         """Whether this host can launch the engine at all."""
         return True
+
+    def response_rewriter(self) -> ResponseRewriter | None:
+        """How to fix this engine's answers on the way out; None (the rule) passes bytes."""
+        return None
 
     def base_url(self, cfg: ModelConfig, host: str, port: int) -> str:
         return f"http://{host}:{port}"

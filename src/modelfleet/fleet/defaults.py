@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from modelfleet.engines.llamacpp import is_gguf
 from modelfleet.settings import ModelConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -52,11 +53,11 @@ def default_models() -> list[ModelConfig]:
 
 
 def model_from_path(path: str, name: str | None = None) -> ModelConfig:
-    """``--model PATH``: one model served by the engine its files suit."""
+    """``--model PATH``: one model served by the engine its files suit (GGUF: llama.cpp)."""
     resolved = Path(path).expanduser()
     return ModelConfig(
         name=name or resolved.name.removesuffix(".gguf") or "model",
-        engine="builtin",
+        engine="llamacpp" if is_gguf(resolved) else "builtin",
         model=str(resolved),
         auto_start=True,
         idle_timeout=0,

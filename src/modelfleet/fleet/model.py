@@ -96,6 +96,7 @@ class ManagedModel:
         self.ready_at: float | None = None
         self.config_source: str | None = None
         self.capabilities = adapter.capabilities(cfg)
+        self.rewriter = adapter.response_rewriter()
         self._transition: asyncio.Task[None] | None = None
         self._transition_kind = ""
         self._watchers: list[asyncio.Task[None]] = []
@@ -234,7 +235,7 @@ class ManagedModel:
         host = "127.0.0.1"
         if not self.adapter.launched:
             inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
-            await self._probe(inst.base_url + self.adapter.health_path)
+            await self._probe(inst.base_url + self.adapter.ready_path(self.cfg))
             self.config_source = "external"
             return inst
         if not self.adapter.installed():
@@ -249,8 +250,8 @@ class ManagedModel:
             await process.spawn()
             base_url = self.adapter.base_url(self.cfg, host, port)
             try:
-                await process.wait_ready(base_url + self.adapter.health_path, self.start_timeout,
-                                         self.session)
+                await process.wait_ready(base_url + self.adapter.ready_path(self.cfg),
+                                         self.start_timeout, self.session)
             except BaseException:
                 await process.stop(grace=2)
                 raise

@@ -251,6 +251,7 @@ class Proxy:
             outcome = await self.relay.forward(
                 send, scope["method"], instance.base_url + upstream_path, body,
                 path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
+                rewriter=model.rewriter,
             )
         if outcome.error is None and outcome.status < 400:
             model.note_success()

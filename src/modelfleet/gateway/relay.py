@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from modelfleet.engines.base import ResponseRewriter
 from modelfleet.errors import (
     DownstreamFailedError,
     FleetError,
@@ -96,6 +97,7 @@ class Relay:
         path: str,
         max_tokens: object = None,
         api_key: str | None = None,
+        rewriter: ResponseRewriter | None = None,
     ) -> Outcome:
         """Send ``body`` to ``url`` and answer the client through ``send``.
 
@@ -108,9 +110,9 @@ class Relay:
             outcome.status = resp.status
             if resp.content_type == "text/event-stream" and resp.status == 200:
                 outcome.streamed = True
-                await self._stream(send, resp, outcome, path)
+                await self._stream(send, resp, outcome, path, rewriter)
             else:
-                await self._whole(send, resp, outcome)
+                await self._whole(send, resp, outcome, rewriter)
         except BaseException:
             resp.close()  # an unfinished response must not go back to the pool
             raise
@@ -150,8 +152,13 @@ class Relay:
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
 
-    async def _whole(self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome) -> None:
+    async def _whole(
+        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome,
+        rewriter: ResponseRewriter | None,
+    ) -> None:
         data = await self._read(resp)
+        if rewriter is not None and resp.status < 400:
+            data = rewriter.whole(data)
         if resp.status >= 400:
             err = upstream_error(resp.status, data)
             retry_after = resp.headers.get("Retry-After", "")
@@ -167,17 +174,29 @@ class Relay:
             outcome.usage = _usage_of(data)
 
     async def _stream(
-        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome, path: str
+        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome, path: str,
+        rewriter: ResponseRewriter | None,
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         content = resp.content
         idle = self.timeouts.idle
+        pending = b""  # with a rewriter: the part of a line not yet complete
         try:
             while True:
                 async with asyncio.timeout(idle):
                     chunk = await content.readany()
                 if not chunk:
+                    if pending:
+                        await send({"type": "http.response.body", "more_body": True,
+                                    "body": rewriter.event(pending) if rewriter else pending})
                     break
+                if rewriter is not None:
+                    # Rewrite whole lines only: chunks do not respect line boundaries.
+                    complete, sep, pending = (pending + chunk).rpartition(b"\n")
+                    if not sep:  # no line ended yet: all of it waits in pending
+                        continue
+                    chunk = b"\n".join(rewriter.event(line) for line in complete.split(b"\n"))
+                    chunk += b"\n"
                 if b'"usage"' in chunk:
                     outcome.usage = _usage_in_events(chunk) or outcome.usage
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

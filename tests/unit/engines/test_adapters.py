@@ -48,3 +48,12 @@ def test_default_model_paths_exist() -> None:
     minilm = minilm_path()
     assert minilm is not None and detect_task(minilm) == "embed"
     assert detect_task(TINY_CHAT) == "chat"
+
+
+def test_model_from_path_picks_the_engine_by_file() -> None:
+    from modelfleet.fleet.defaults import ASSETS, model_from_path
+
+    gguf = model_from_path(str(ASSETS / "tiny-chat-gguf" / "tiny-chat.gguf"))
+    assert (gguf.name, gguf.engine) == ("tiny-chat", "llamacpp")
+    hf = model_from_path(str(TINY_CHAT), "mine")
+    assert (hf.name, hf.engine) == ("mine", "builtin")
