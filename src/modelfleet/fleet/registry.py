@@ -13,7 +13,12 @@ import aiohttp
 
 from modelfleet.engines import adapter_for
 from modelfleet.engines.base import CHAT
-from modelfleet.errors import FleetError, InvalidRequestError, ModelNotFoundError
+from modelfleet.errors import (
+    ConflictError,
+    FleetError,
+    InvalidRequestError,
+    ModelNotFoundError,
+)
 from modelfleet.fleet.model import ManagedModel, ModelState
 from modelfleet.fleet.placement import Placement
 from modelfleet.observability.devices import inventory_for
@@ -41,6 +46,8 @@ class Fleet:
             self.add(cfg)
 
     def add(self, cfg: ModelConfig) -> ManagedModel:
+        """Manage a new model; 409 MODEL_ALREADY_EXISTS if its name or an alias is taken."""
+        self._check_names(cfg)
         model = ManagedModel(
             cfg,
             adapter_for(cfg.engine),
@@ -50,10 +57,50 @@ class Fleet:
             self.placement,
         )
         self.models[cfg.name] = model
-        self._names[cfg.name] = model
-        for alias in cfg.aliases:
-            self._names[alias] = model
+        self._index(model)
         return model
+
+    def update(self, cfg: ModelConfig) -> ManagedModel:
+        """Give the model ``cfg.name`` a new config; it applies from the next start.
+
+        Names and aliases are re-indexed at once; the engine may change only while
+        the model is stopped (409 otherwise), since instances belong to an engine.
+        """
+        model = self.models.get(cfg.name)
+        if model is None:
+            raise ModelNotFoundError(f"The model `{cfg.name}` does not exist.", param="model")
+        self._check_names(cfg, allow=model)
+        if cfg.engine != model.cfg.engine:
+            if model.state not in (ModelState.STOPPED, ModelState.FAILED):
+                raise ConflictError(f"stop {cfg.name!r} before changing its engine",
+                                    code="MODEL_RUNNING")
+            model.adapter = adapter_for(cfg.engine)
+            model.rewriter = model.adapter.response_rewriter()
+        model.cfg = cfg
+        model.capabilities = model.adapter.capabilities(cfg)
+        self._names = {n: m for n, m in self._names.items() if m is not model}
+        self._index(model)
+        return model
+
+    async def remove(self, name: str) -> None:
+        """Stop the model (waiting for its engines) and forget it."""
+        model = self.get(name)
+        await model.stop()
+        self.models.pop(model.name, None)
+        self._names = {n: m for n, m in self._names.items() if m is not model}
+        model.close()
+
+    def _index(self, model: ManagedModel) -> None:
+        for name in [model.cfg.name, *model.cfg.aliases]:
+            self._names[name] = model
+
+    def _check_names(self, cfg: ModelConfig, allow: ManagedModel | None = None) -> None:
+        for name in [cfg.name, *cfg.aliases]:
+            holder = self._names.get(name)
+            if holder is not None and holder is not allow:
+                raise ConflictError(f"the name {name!r} is already used by model "
+                                    f"{holder.name!r}", code="MODEL_ALREADY_EXISTS",
+                                    param="name")
 
     def get(self, name: str) -> ManagedModel:
         """The model called ``name`` (its id or one of its aliases)."""
