@@ -122,7 +122,7 @@ def start(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     def run() -> None:
         with _client(url, token) as client:
             try:
-                result["body"] = _call(client, "POST", f"/api/models/{name}/start")
+                result["body"] = _call(client, "POST", f"/api/models/{name}/start?wait=true")
             except typer.Exit as exc:
                 result["exit"] = exc
 
@@ -147,7 +147,7 @@ def start(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
 def stop(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     """Stop a model."""
     with _client(url, token) as client:
-        body = _call(client, "POST", f"/api/models/{name}/stop")
+        body = _call(client, "POST", f"/api/models/{name}/stop?wait=true")
     console.print(body.get("message", "stopped"))
 
 

@@ -126,7 +126,7 @@ def test_builtin_errors_map_to_openai_exceptions(gw: Gateway) -> None:
 
 
 def test_builtin_concurrent_requests_for_a_stopped_model_spawn_once(lifecycle: Gateway) -> None:
-    lifecycle.post("/api/models/tiny-chat/stop")
+    lifecycle.post("/api/models/tiny-chat/stop?wait=true")
     assert lifecycle.info("tiny-chat")["status"] == "stopped"
     before = lifecycle.info("tiny-chat")["start_count"]
 

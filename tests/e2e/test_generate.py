@@ -150,7 +150,8 @@ def test_generate_prompt_format_failed(gw: Gateway, extra: dict[str, str], param
 
 
 def test_generate_timeout_is_504(gw: Gateway) -> None:
-    gw.post("/api/models/stalls/start", timeout=60)  # its start time is not the point here
+    # Its start time is not the point here.
+    gw.post("/api/models/stalls/start?wait=true", timeout=60)
     started = time.monotonic()
     assert_004_error(generate(gw, {"model_id": "stalls", "inputs": "hi",
                                    "parameters": {"max_new_tokens": 4}}),

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from modelfleet import __version__
-from modelfleet.api import generate, health, model_inference, models, openapi
+from modelfleet.api import generate, health, logs, manage, model_inference, models, openapi
 from modelfleet.api.core import Core
 from modelfleet.errors import (
     FleetError,
@@ -61,8 +61,11 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
         lifespan=lifespan,
     )
     api.include_router(health.router)
+    api.include_router(manage.router, prefix="/api")
+    api.include_router(manage.router, prefix="/api/v1")
     api.include_router(models.router)
     api.include_router(generate.router)
+    api.include_router(logs.router)
     api.router.routes.extend(model_inference.routes())
 
     @api.exception_handler(FleetError)

@@ -81,19 +81,3 @@ async def info(alias: str, core: CoreDep) -> dict[str, Any]:
             "total_pending_requests": sum(m["pending_requests"] for m in models.values()),
         }
     return {"success": True, "model": model_info(core.fleet.get(alias))}
-
-
-@router.post("/api/models/{alias}/start", tags=["models"])
-async def start(alias: str, core: CoreDep) -> dict[str, Any]:
-    """Start the model and answer once it is ready (or failed)."""
-    model = core.fleet.get(alias)
-    await model.start()
-    return {"success": True, "message": f"model '{model.name}' started",
-            "model": model_info(model)}
-
-
-@router.post("/api/models/{alias}/stop", tags=["models"])
-async def stop(alias: str, core: CoreDep) -> dict[str, Any]:
-    model = core.fleet.get(alias)
-    await model.stop()
-    return {"success": True, "message": f"model '{model.name}' stopped"}

@@ -8,6 +8,8 @@ bounded: the ring by line count, the file by size and backup count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -15,12 +17,43 @@ from pathlib import Path
 
 MAX_LINE = 4096
 
+_ERROR_MARKERS = ("error", "traceback", "exception", "critical", "fatal")
+_WARNING_MARKERS = ("warn",)
+
+
+def infer_level(message: str) -> str:
+    """The level a free-text engine line most likely has: ERROR, WARNING or INFO."""
+    lowered = message.lower()
+    if any(marker in lowered for marker in _ERROR_MARKERS):
+        return "ERROR"
+    if any(marker in lowered for marker in _WARNING_MARKERS):
+        return "WARNING"
+    return "INFO"
+
 
 @dataclass(slots=True)
 class LogLine:
     timestamp: float
     message: str
     stream: str = "stdout"
+
+    @property
+    def level(self) -> str:
+        return infer_level(self.message)
+
+
+# Put on every subscriber's queue when the log closes (model removed or gateway
+# shutting down): a follower seeing it knows no more lines will come.
+CLOSED = LogLine(0.0, "", "closed")
+
+
+def _stamp_of(raw: str) -> float:
+    """The timestamp a file line starts with; -inf when it has none."""
+    stamp, _, _ = raw.partition(" ")
+    try:
+        return float(stamp)
+    except ValueError:
+        return -math.inf
 
 
 class ModelLog:
@@ -39,6 +72,7 @@ class ModelLog:
         self.backups = backups
         self.ring: deque[LogLine] = deque(maxlen=ring_lines)
         self._subscribers: set[asyncio.Queue[LogLine]] = set()
+        self.closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._load_tail()
         self._file = self.path.open("a", encoding="utf-8", errors="replace")
@@ -66,6 +100,46 @@ class ModelLog:
             if queue.qsize() < 10_000:  # a stalled reader never grows memory without bound
                 queue.put_nowait(line)
 
+    def _files(self) -> list[Path]:
+        """The live file and its rotated backups, newest first."""
+        return [self.path] + [
+            self.path.with_suffix(self.path.suffix + f".{i}") for i in range(1, self.backups + 1)
+        ]
+
+    def clear(self, keep_minutes: float = 0) -> int:
+        """Drop lines older than ``keep_minutes`` (0: all of them) from the ring and the
+        files; return how many were deleted (the files hold at least what the ring does)."""
+        cutoff = time.time() - keep_minutes * 60 if keep_minutes > 0 else math.inf
+        before = len(self.ring)
+        kept = [line for line in self.ring if line.timestamp >= cutoff]
+        self.ring.clear()
+        self.ring.extend(kept)
+        ring_deleted = before - len(kept)
+        file_deleted = 0
+        self._file.close()
+        try:
+            for path in self._files():
+                if not path.exists():
+                    continue
+                with path.open("r", encoding="utf-8", errors="replace") as f:
+                    lines = f.readlines()
+                survivors = [raw for raw in lines if _stamp_of(raw) >= cutoff]
+                file_deleted += len(lines) - len(survivors)
+                if path != self.path and not survivors:
+                    path.unlink()
+                    continue
+                if len(survivors) != len(lines):
+                    tmp = path.with_suffix(path.suffix + ".tmp")
+                    tmp.write_text("".join(survivors), encoding="utf-8")
+                    tmp.replace(path)
+        finally:
+            self._file = self.path.open("a", encoding="utf-8", errors="replace")
+        return max(ring_deleted, file_deleted)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def _rotate(self) -> None:
         self._file.close()
         for i in range(self.backups, 0, -1):
@@ -88,4 +162,11 @@ class ModelLog:
         self._subscribers.discard(queue)
 
     def close(self) -> None:
+        """Close the file and tell every follower that no more lines will come."""
+        if self.closed:
+            return
+        self.closed = True
         self._file.close()
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(CLOSED)
