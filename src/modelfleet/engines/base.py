@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from modelfleet.errors import ConfigError
 from modelfleet.settings import ModelConfig, Profile
 
 # What a model can serve; the API refuses a route the model cannot answer.
@@ -91,3 +92,51 @@ def flag_args(args: dict[str, Any]) -> list[str]:
         else:
             out.extend([flag, str(value)])
     return out
+
+
+# Flags modelfleet owns: a model's args may not move the port, rename the model or set
+# a key the relay does not know (the model's ``api_key`` is the one place for it).
+RESERVED = ("model", "host", "port", "served_model_name", "api_key")
+
+
+def merged_args(
+    cfg: ModelConfig, profile: Profile | None, engine: str, reserved: tuple[str, ...] = RESERVED
+) -> dict[str, Any]:
+    """Model args with the profile's over them; refuses the flags modelfleet owns."""
+    args = {**cfg.args, **(profile.args if profile else {})}
+    taken = [k for k in reserved if k in args]
+    if taken:
+        raise ConfigError(f"{engine}: args {taken} are set by modelfleet; remove them")
+    return args
+
+
+def cuda_devices(profile: Profile | None) -> list[str]:
+    """``["cuda:0", "cuda:3"]`` → ``["0", "3"]``; other devices are not ours to place."""
+    if profile is None:
+        return []
+    return [d.split(":", 1)[1] for d in profile.devices if d.startswith("cuda:")]
+
+
+def lora_specs(value: Any) -> list[str]:
+    """``{name: path}`` or ``["name=path"]`` → ``["name=path", ...]``."""
+    if isinstance(value, dict):
+        return [f"{name}={path}" for name, path in value.items()]
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def side_port(port: int, offset: int) -> int:
+    """A second port of an instance, kept inside 1024..65535."""
+    return 1024 + (port - 1024 + offset) % (65536 - 1024)

@@ -11,6 +11,7 @@ from modelfleet.engines.base import (
     RERANK,
     EngineAdapter,
     LaunchSpec,
+    cuda_devices,
     flag_args,
 )
 from modelfleet.engines.tasks import detect_task
@@ -38,7 +39,7 @@ class BuiltinAdapter(EngineAdapter):
         env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         if profile is not None:
             args.update(profile.args)
-            cuda = [d.split(":", 1)[1] for d in profile.devices if d.startswith("cuda:")]
+            cuda = cuda_devices(profile)
             if cuda:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(cuda)
                 args.setdefault("device", "cuda")

@@ -41,9 +41,10 @@ from modelfleet.engines.base import (
     EngineAdapter,
     LaunchSpec,
     ResponseRewriter,
+    cuda_devices,
+    merged_args,
 )
 from modelfleet.engines.base import flag_args as dash_flags
-from modelfleet.engines.vllm import cuda_devices, merged_args
 from modelfleet.errors import ConfigError
 from modelfleet.settings import ModelConfig, Profile
 

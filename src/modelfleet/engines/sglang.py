@@ -41,12 +41,16 @@ from modelfleet.engines.base import (
     COMPLETION,
     EMBEDDING,
     RERANK,
+    RESERVED,
     EngineAdapter,
     LaunchSpec,
+    cuda_devices,
     flag_args,
+    lora_specs,
+    merged_args,
+    side_port,
 )
 from modelfleet.engines.tasks import detect_task
-from modelfleet.engines.vllm import RESERVED, cuda_devices, lora_specs, merged_args, side_port
 from modelfleet.errors import ConfigError
 from modelfleet.settings import ModelConfig, Profile
 

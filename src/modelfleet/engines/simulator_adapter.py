@@ -11,6 +11,7 @@ from modelfleet.engines.base import (
     VISION,
     EngineAdapter,
     LaunchSpec,
+    cuda_devices,
     flag_args,
 )
 from modelfleet.settings import ModelConfig, Profile
@@ -25,8 +26,7 @@ class SimulatorAdapter(EngineAdapter):
         argv = [sys.executable, "-m", "modelfleet.engines.simulator", "--host", host,
                 "--port", str(port), "--served-model-name", cfg.name, "--role", role]
         args = {**cfg.args, **(profile.args if profile else {})}
-        gpus = [d.split(":", 1)[1] for d in (profile.devices if profile else [])
-                if d.startswith("cuda:")]
+        gpus = cuda_devices(profile)
         env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
         return LaunchSpec(argv=argv + flag_args(args), env=env)
 

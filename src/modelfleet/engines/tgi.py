@@ -39,8 +39,18 @@ import time
 import uuid
 from typing import Any, ClassVar
 
-from modelfleet.engines.base import CHAT, COMPLETION, EngineAdapter, LaunchSpec, flag_args
-from modelfleet.engines.vllm import RESERVED, cuda_devices, lora_specs, merged_args, side_port
+from modelfleet.engines.base import (
+    CHAT,
+    COMPLETION,
+    RESERVED,
+    EngineAdapter,
+    LaunchSpec,
+    cuda_devices,
+    flag_args,
+    lora_specs,
+    merged_args,
+    side_port,
+)
 from modelfleet.errors import ConfigError, InvalidRequestError
 from modelfleet.settings import ModelConfig, Profile
 

@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from modelfleet.engines import vllm
-from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, RERANK, VISION
-from modelfleet.engines.vllm import VLLMAdapter, decode_request, prefill_request, side_port
+from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, RERANK, VISION, side_port
+from modelfleet.engines.vllm import VLLMAdapter, decode_request, prefill_request
 from modelfleet.errors import ConfigError
 from modelfleet.settings import ModelConfig, Profile
 
