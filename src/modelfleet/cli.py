@@ -1,29 +1,23 @@
-"""The ``modelfleet`` command: thin, on the same code the API runs."""
+"""The ``modelfleet`` command: ``serve`` runs the gateway; the other commands talk to a
+running one through the SDK (``modelfleet.client``)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from modelfleet import __version__
+from modelfleet.cli_common import TokenOpt, UrlOpt, connect, console, fail, parse_assignments
+from modelfleet.cli_models import logs, models_app, start, stop
+from modelfleet.client import DEFAULT_URL
 from modelfleet.errors import ConfigError
 
 app = typer.Typer(help="One OpenAI-compatible endpoint for a fleet of models.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
-
-UrlOpt = Annotated[str, typer.Option("--url", envvar="MODELFLEET_URL",
-                                     help="The gateway to talk to.")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="MODELFLEET_TOKEN",
-                                              help="Bearer token or API key.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @app.command()
@@ -39,8 +33,7 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning…")] = None,
 ) -> None:
     """Run the gateway in the foreground."""
-    import uvicorn
-
+    from modelfleet.api import server
     from modelfleet.api.app import create_app
     from modelfleet.fleet.defaults import default_models, model_from_path
     from modelfleet.settings import load_settings
@@ -58,9 +51,7 @@ def serve(
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _print_banner(settings)
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                loop="uvloop", http="httptools", lifespan="on", access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+    server.run(settings, create_app(settings))
 
 
 def _print_banner(settings: Any) -> None:
@@ -74,84 +65,15 @@ def _print_banner(settings: Any) -> None:
     console.print(table)
 
 
-def _client(url: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(10, read=600))
+app.add_typer(models_app, name="models")
+app.command("logs")(logs)
+# The first commands of the CLI, kept as short forms of ``models start|stop``.
+app.command("start", help="Start a model and follow it until it is ready (models start).")(
+    start)
+app.command("stop", help="Stop a model (models stop).")(stop)
 
-
-def _call(client: httpx.Client, method: str, path: str) -> dict[str, Any]:
-    try:
-        resp = client.request(method, path)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {client.base_url}: {exc}[/red]")
-        raise typer.Exit(1) from None
-    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") \
-        else {}
-    if resp.status_code >= 400:
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        console.print(f"[red]{resp.status_code} {err.get('code', '')}: "
-                      f"{err.get('message', resp.text)}[/red]")
-        raise typer.Exit(1)
-    return body
-
-
-@app.command("models")
-def models_cmd(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
-    """A table of the gateway's models, engines and states."""
-    with _client(url, token) as client:
-        info = _call(client, "GET", "/api/models/all-models/info")
-    table = Table(title=f"models on {url}")
-    for col in ("model", "engine", "mode", "status", "pid", "pending", "idle s", "aliases"):
-        table.add_column(col)
-    colours = {"ready": "green", "starting": "yellow", "failed": "red"}
-    for m in info["models"].values():
-        status = f"[{colours.get(m['status'], 'white')}]{m['status']}[/]"
-        table.add_row(m["model_name"], m["engine"], m["mode"], status, str(m["pid"] or "-"),
-                      str(m["pending_requests"]), str(m["idle_time_sec"]),
-                      ", ".join(m["aliases"]))
-    console.print(table)
-
-
-@app.command()
-def start(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
-    """Start a model, showing its progress until it is ready."""
-    import threading
-
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        with _client(url, token) as client:
-            try:
-                result["body"] = _call(client, "POST", f"/api/models/{name}/start?wait=true")
-            except typer.Exit as exc:
-                result["exit"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    begun = time.monotonic()
-    worker.start()
-    with _client(url, token) as client, console.status(f"starting {name}…") as status:
-        while worker.is_alive():
-            worker.join(0.3)
-            try:
-                info = client.get(f"/api/models/{name}/info").json().get("model", {})
-            except (httpx.HTTPError, ValueError):
-                continue
-            status.update(f"{name}: {info.get('status')} ({time.monotonic() - begun:.0f}s) "
-                          f"[dim]{(info.get('last_log') or '')[:80]}[/dim]")
-    if "exit" in result:
-        raise result["exit"]
-    console.print(f"[green]{name} ready[/green] in {time.monotonic() - begun:.1f}s")
-
-
-@app.command()
-def stop(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
-    """Stop a model."""
-    with _client(url, token) as client:
-        body = _call(client, "POST", f"/api/models/{name}/stop?wait=true")
-    console.print(body.get("message", "stopped"))
-
-
-config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration: check a file, read or change the gateway's.",
+                         no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
@@ -174,6 +96,42 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML file to che
         table.add_row(m.name, m.engine, "yes" if adapters[m.name].installed() else "no",
                       ", ".join(m.aliases), ", ".join(p.name for p in m.profiles) or "-")
     console.print(table)
+
+
+@config_app.command("get")
+def config_get(
+    key: Annotated[str | None, typer.Argument(
+        help="One setting; dots reach inside, e.g. alert_thresholds.gpu_utilization_high.")]
+    = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Print the gateway's runtime configuration, or one setting of it."""
+    with connect(url, token) as client:
+        value: Any = client.get_config().model_dump(mode="json")
+    for part in key.split(".") if key else []:
+        if not isinstance(value, dict) or part not in value:
+            fail(f"no setting {key!r}")
+        value = value[part]
+    if isinstance(value, dict | list):
+        console.print_json(data=value)
+    else:
+        console.print(str(value), markup=False, highlight=False)
+
+
+@config_app.command("set")
+def config_set(
+    assignments: Annotated[list[str], typer.Argument(
+        help="KEY=VALUE…; values are JSON when they parse, dots reach inside.")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Change runtime settings, e.g. ``max_concurrent_models=15
+    alert_thresholds.gpu_utilization_high=85``; prints the configuration after it."""
+    fields = parse_assignments(assignments)
+    with connect(url, token) as client:
+        config = client.update_config(**fields)
+    console.print_json(data=config.model_dump(mode="json"))
 
 
 @app.command()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -32,6 +32,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from modelfleet.errors import ConfigError
 
 EngineName = Literal["vllm", "sglang", "llamacpp", "tgi", "builtin", "simulator", "external"]
+# Bounds shared by Settings and the runtime config API.
+MaxModels = Annotated[int, Field(ge=1, le=1000)]
+HealthInterval = Annotated[float, Field(ge=0, le=3600)]  # 0: no health checks
+MonitorInterval = Annotated[float, Field(ge=1, le=3600)]
+StartTimeout = Annotated[float, Field(gt=0, le=86400)]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 RoutingName = Literal["least_outstanding", "round_robin", "power_of_two", "prefix_aware", "session"]
 
 # Short environment names of DESIGN §9 mapped onto their place in the tree.
@@ -73,7 +79,7 @@ class TimeoutSettings(_Section):
     first_byte: float = Field(30.0, gt=0)
     first_byte_per_token: float = Field(0.5, ge=0)
     idle: float = Field(60.0, gt=0)
-    start: float = Field(300.0, gt=0)
+    start: StartTimeout = 300.0
 
 
 class Limits(_Section):
@@ -81,6 +87,31 @@ class Limits(_Section):
     max_queue: int | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
     default_temperature: float | None = Field(None, ge=0, le=2)
+
+
+class RequestDefaults(_Section):
+    """Sampling parameters a request gets when it does not set them (seed 002 keeps them
+    in a model's ``config``)."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    repetition_penalty: float | None = Field(None, gt=0)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+
+class AlertThresholds(_Section):
+    """Seed 002's alert thresholds: the built-in rules' limits."""
+
+    gpu_utilization_high: float = Field(90.0, ge=0, le=100)
+    gpu_temperature_high: float = Field(80.0, ge=0, le=150)
+    response_time_high: float = Field(2.0, gt=0, le=3600)
+    error_rate_high: float = Field(0.05, ge=0, le=1)
 
 
 class ResourceRequirements(_Section):
@@ -118,6 +149,7 @@ class ModelConfig(_Section):
     replicas: int = Field(1, ge=1, le=64)
     routing: RoutingName = "least_outstanding"
     limits: Limits = Limits()
+    defaults: RequestDefaults = RequestDefaults()
     fallbacks: list[str] = []
     profiles: list[Profile] = []
     resource_requirements: ResourceRequirements = ResourceRequirements()
@@ -151,7 +183,17 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = []
     # Declared devices replace detection (NVML for GPUs, psutil for the CPU).
     devices: list[DeviceSpec] | None = None
-    log_level: str = "info"
+    log_level: LogLevel = "info"
+    # Runtime knobs that ``/api/config`` also reads and writes (seed 002's names).
+    max_concurrent_models: MaxModels = 10
+    health_check_interval: HealthInterval = 60.0
+    gpu_monitor_interval: MonitorInterval = 30.0
+    alert_thresholds: AlertThresholds = AlertThresholds()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("data_dir")
     @classmethod

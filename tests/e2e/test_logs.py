@@ -175,3 +175,22 @@ def test_stream_reports_removed_model(tmp_path: Path) -> None:
         assert _active_streams(gw) == 0
     finally:
         gw.stop()
+
+
+def test_stream_ends_with_stream_end_when_the_gateway_stops(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path, [simulator_model("sim")])
+    try:
+        with httpx.stream("GET", gw.url + "/api/models/sim/logs/stream",
+                          timeout=STREAM_TIMEOUT) as resp:
+            events = _events(resp.iter_lines())
+            assert next(events) == {"type": "historical_complete"}
+            wait_until(lambda: _active_streams(gw) == 1, timeout=10)
+            stopper = threading.Thread(target=gw.stop)
+            stopper.start()
+            rest = list(events)  # ends when the server closes the stream
+        stopper.join(30)
+        assert rest and rest[-1] == {"type": "stream_end",
+                                     "message": "gateway is shutting down"}, rest
+        assert gw.proc.returncode is not None
+    finally:
+        gw.stop()

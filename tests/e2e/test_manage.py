@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers import Gateway, simulator_model, start_gateway, wait_until
+from tests.pg import pg_database_url
 
 # Seed 002's create example, with an engine that can run here.
 CREATE_BODY: dict[str, Any] = {
@@ -168,23 +171,49 @@ def test_crud_and_lifecycle(tmp_path: Path) -> None:
         gw.stop()
 
 
-def test_api_model_survives_restart(tmp_path: Path) -> None:
-    models = [simulator_model("sim-a")]
-    gw = start_gateway(tmp_path, models)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Config for the store: the SQLite file under data_dir, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    with pg_database_url() as url:
+        yield {"database_url": url}
+
+
+def test_api_model_survives_restart(tmp_path: Path, database: dict[str, Any]) -> None:
+    models = [simulator_model("sim-a"), simulator_model("sim-b")]
+    gw = start_gateway(tmp_path, models, **database)
     try:
-        r = _api(gw, "POST", "/api/models", json=CREATE_BODY)
+        r = _api(gw, "POST", "/api/models", json={**CREATE_BODY, "auto_start": True})
         assert r.status_code == 201, r.text
         model_id = r.json()["id"]
+        # an API-made auto_start model starts at once, as the file's do at boot
+        wait_until(lambda: gw.info("my-model")["status"] == "ready", timeout=30)
+        r = _api(gw, "PUT", "/api/models/sim-b", json={"description": "edited", "tags": ["x"]})
+        assert r.status_code == 200, r.text
+        gw.client().chat.completions.create(
+            model="sim-a", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        r = _api(gw, "POST", "/api/models/sim-a/stop?wait=true")
+        assert r.status_code == 200, r.text
+        history = _api(gw, "GET", "/api/models/sim-a/logs?lines=200").json()["logs"]
+        assert any("stopped" in line["message"] for line in history)
     finally:
         gw.stop()
-    gw = start_gateway(tmp_path, models)  # same tmp → same data_dir and database
+    gw = start_gateway(tmp_path, models, **database)  # same data_dir and database
     try:
         d = _api(gw, "GET", "/api/models/my-model").json()
         assert d["id"] == model_id and d["source"] == "api" and d["priority"] == 5
+        assert d["auto_start"] is True
+        wait_until(lambda: gw.info("my-model")["status"] == "ready", timeout=30)
+        b = _api(gw, "GET", "/api/models/sim-b").json()
+        assert b["description"] == "edited" and b["tags"] == ["x"]
         reply = gw.client().chat.completions.create(
             model="my-model", messages=[{"role": "user", "content": "hi"}], max_tokens=8)
         assert reply.choices[0].message.content
-        assert gw.info("my-model")["status"] == "ready"
+        # the history of before the restart is still there
+        lines = _api(gw, "GET", "/api/models/sim-a/logs?lines=500").json()["logs"]
+        assert any("sim-a stopped" in line["message"] for line in lines)
     finally:
         gw.stop()
 
@@ -205,5 +234,30 @@ def test_start_timeout_marks_task_failed(tmp_path: Path) -> None:
         r = _api(gw, "POST", "/api/models/slow/start?wait=true")
         assert r.status_code == 200 and r.json()["status"] == "ready", r.text
         assert gw.info("slow")["status"] == "ready"
+    finally:
+        gw.stop()
+
+
+def test_config_sampling_keys_are_request_defaults(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path, [simulator_model("sim-a")])
+    try:
+        r = _api(gw, "POST", "/api/models", json={
+            "name": "tuned", "framework": "simulator",
+            "config": {"model_path": "tuned", "n_ctx": 512, "max_tokens": 3}})
+        assert r.status_code == 201, r.text
+        chat = gw.client().chat.completions.create
+        hi = [{"role": "user", "content": "hi"}]
+        assert chat(model="tuned", messages=hi).usage.completion_tokens == 3
+        assert chat(model="tuned", messages=hi, max_tokens=5).usage.completion_tokens == 5
+        # seed 002's update puts sampling parameters in config: they apply at once
+        r = _api(gw, "PUT", "/api/models/tuned", json={"config": {"max_tokens": 2}})
+        assert r.status_code == 200 and r.json()["config"]["max_tokens"] == 2, r.text
+        assert chat(model="tuned", messages=hi).usage.completion_tokens == 2
+        r = _api(gw, "PUT", "/api/models/tuned", json={"config": {"top_p": 3}})
+        assert r.status_code == 422 and "top_p" in r.json()["error"]["message"], r.text
+        # a wrong context length is the engine's 400, not a crash
+        r = gw.post("/v1/chat/completions", json={"model": "tuned", "messages": hi,
+                                                  "max_tokens": 600})
+        assert r.status_code == 400 and "maximum context length" in r.text, r.text
     finally:
         gw.stop()

@@ -51,7 +51,8 @@ def test_relay_sse_bytes_arrive_as_sent(gw: Gateway) -> None:
         assert resp.headers["content-type"].startswith("text/event-stream")
         body = b"".join(resp.iter_bytes())
     events = [e for e in body.split(b"\n\n") if e]
-    assert len(events) == 5 and events[-1] == b"data: [DONE]"
+    # the role chunk, three tokens, the finish chunk, [DONE]
+    assert len(events) == 6 and events[-1] == b"data: [DONE]"
 
 
 def test_relay_unknown_model_is_not_found(gw: Gateway) -> None:

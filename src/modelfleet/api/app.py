@@ -19,7 +19,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from modelfleet import __version__
-from modelfleet.api import generate, health, logs, manage, model_inference, models, openapi
+from modelfleet.api import (
+    config,
+    devices,
+    generate,
+    health,
+    logs,
+    manage,
+    model_inference,
+    models,
+    openapi,
+)
 from modelfleet.api.core import Core
 from modelfleet.errors import (
     FleetError,
@@ -63,7 +73,10 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(health.router)
     api.include_router(manage.router, prefix="/api")
     api.include_router(manage.router, prefix="/api/v1")
+    api.include_router(config.router, prefix="/api")
+    api.include_router(config.router, prefix="/api/v1")
     api.include_router(models.router)
+    api.include_router(devices.router)
     api.include_router(generate.router)
     api.include_router(logs.router)
     api.router.routes.extend(model_inference.routes())
@@ -130,6 +143,10 @@ class GatewayApp:
                 await self.core.proxy.handle(scope, receive, send, spec)
                 return
         await self.api(scope, receive, send)
+
+    def begin_shutdown(self) -> None:
+        if self.core is not None:
+            self.core.begin_shutdown()
 
     async def forward_any(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.core is None:

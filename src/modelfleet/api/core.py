@@ -10,6 +10,7 @@ from typing import Annotated
 import aiohttp
 from fastapi import Depends, Request
 
+from modelfleet import runtime_config
 from modelfleet.fleet.registry import Fleet
 from modelfleet.gateway.proxy import Proxy
 from modelfleet.gateway.relay import Relay, make_session
@@ -30,6 +31,7 @@ class Core:
     proxy: Proxy
     store: Store
     started_at: float = field(default_factory=time.time)
+    closing: bool = False
 
     @classmethod
     async def open(cls, settings: Settings) -> Core:
@@ -42,12 +44,22 @@ class Core:
             if synced.skipped:
                 log.warning("config models %s are held by API-made models of the same name",
                             synced.skipped)
-            configs = [row.to_model_config() for row in await store.models.all()]
+            rows = await store.models.all()
+            configs = [row.to_model_config() for row in rows]
         except BaseException:
             await store.close()
             raise
         session = make_session(settings.timeouts)
         fleet = Fleet(settings, session, configs)
+        for row in rows:
+            if row.name in fleet.models:
+                fleet.bind_id(row.name, row.id)
+        try:
+            await runtime_config.restore(settings, store, fleet)
+        except BaseException:
+            await session.close()
+            await store.close()
+            raise
         relay = Relay(session, settings.timeouts)
         usage = UsageBook()
         proxy = Proxy(settings, fleet, relay, usage)
@@ -55,6 +67,13 @@ class Core:
 
     async def start(self) -> None:
         await self.fleet.start()
+
+    def begin_shutdown(self) -> None:
+        """The server stops taking connections: end every open log stream now, so that
+        followers get their ``stream_end`` before connections are cut."""
+        self.closing = True
+        for model in self.fleet.models.values():
+            model.log.end_streams()
 
     async def close(self) -> None:
         try:

@@ -5,7 +5,8 @@
   same per-line objects as SSE ``data:`` events, the tail first and then new lines.
 - ``GET /api/models/{alias}/logs/stream?lines=100``: seed 003's SSE events, ``historical``
   for the tail, ``historical_complete``, then ``realtime`` per new line; ``error`` if the
-  model is removed, ``stream_end`` if its log is closed while the model remains.
+  model is removed, ``stream_end`` when the gateway shuts down (or the log closes while
+  the model remains).
 - ``GET /api/logs/stats`` and ``POST /api/logs/{alias}/clear?keep_minutes=0``.
 
 Streams send an SSE comment every ``KEEPALIVE_S`` seconds and unsubscribe from the
@@ -62,7 +63,7 @@ async def _follow(
     *,
     historical_complete: str = "",
     on_removed: str = "",
-    on_closed: str = "",
+    on_closed: Callable[[str], str] | None = None,
 ) -> AsyncIterator[str]:
     """The tail, then each new line until the client leaves or the log closes."""
     log = model.log
@@ -82,10 +83,11 @@ async def _follow(
                     yield ": keep-alive\n\n"
                     continue
             if line is CLOSED:
-                removed = core.fleet.models.get(model.name) is not model
-                final = on_removed if removed else on_closed
-                if final:
-                    yield final
+                if core.fleet.models.get(model.name) is not model:
+                    if on_removed:
+                        yield on_removed
+                elif on_closed:
+                    yield on_closed("gateway is shutting down" if core.closing else "log closed")
                 return
             yield realtime(line)
     finally:
@@ -123,7 +125,7 @@ async def model_log_stream(alias: str, core: CoreDep, lines: Lines = 100) -> Str
         lambda line: sse({"type": "realtime", "log": line_003(line)}),
         historical_complete=sse({"type": "historical_complete"}),
         on_removed=sse({"type": "error", "message": f"model {model.name!r} was removed"}),
-        on_closed=sse({"type": "stream_end", "message": "log closed"}),
+        on_closed=lambda why: sse({"type": "stream_end", "message": why}),
     ))
 
 

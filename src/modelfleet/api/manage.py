@@ -30,6 +30,7 @@ from modelfleet.errors import (
     as_fleet_error,
 )
 from modelfleet.fleet.model import ManagedModel, ModelState
+from modelfleet.observability.procs import process_usage
 from modelfleet.protocol.admin import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -57,40 +58,27 @@ ROW_FIELDS = ("display_name", "description", "priority", "tags", "auto_start", "
 # -- live view -------------------------------------------------------------------------
 
 
-def _health(model: ManagedModel) -> str:
-    if model.state is ModelState.READY:
-        return "healthy"
-    if model.state is ModelState.FAILED:
-        return "unhealthy"
-    return "unknown"
-
-
 def live_of(core: Core, name: str) -> dict[str, Any]:
     """The fleet's view of one model for ``row.to_api``: only figures the gateway has."""
     model = core.fleet.models.get(name)
     if model is None:  # in the store but not managed (its config no longer validates)
         return {"status": "unavailable", "health": "unknown"}
-    usage = core.usage.of(model.name)
-    counted = usage.succeeded + usage.failed
+    pids = [i.pid for i in model.instances if i.pid is not None]
+    gpu_mb = sum(mb for i in model.instances if i.reservation
+                 for dev, mb in i.reservation.memory.items() if dev.startswith("cuda:"))
     return {
         "status": model.state.value,
-        "health": _health(model),
+        "health": model.health,
         "failure_reason": model.failure_reason,
         "resource_usage": {
-            "pid": model.instances[0].pid if model.instances else None,
-            "pids": [i.pid for i in model.instances],
+            "gpu_memory": gpu_mb,  # MB placement holds for it on GPUs
+            **process_usage(pids),  # memory (RSS MB) and cpu_cores, measured
+            "pid": pids[0] if pids else None,
+            "pids": pids,
             "instances": len(model.instances),
             "pending_requests": model.in_flight,
         },
-        "performance_stats": {
-            "requests": usage.requests,
-            "succeeded": usage.succeeded,
-            "failed": usage.failed,
-            "aborted": usage.aborted,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "error_rate": round(usage.failed / counted, 4) if counted else None,
-        },
+        "performance_stats": core.usage.of(model.name).stats(),
     }
 
 
@@ -281,10 +269,13 @@ async def create_model(body: ModelCreate, core: CoreDep) -> dict[str, Any]:
     except InvalidRequestError as exc:
         raise _as_422(exc) from None
     try:
-        core.fleet.add(row.to_model_config())
+        model = core.fleet.add(row.to_model_config())
+        core.fleet.bind_id(row.name, row.id)
     except BaseException:
         await core.store.models.delete(row.id)
         raise
+    if model.cfg.auto_start:
+        core.fleet.start_in_background(model)
     return {"id": row.id, "name": row.name, "status": "created",
             "message": f"model {row.name!r} created", "success": True}
 
@@ -318,10 +309,12 @@ async def update_model(model_id: str, body: ModelUpdate, core: CoreDep) -> dict[
     except InvalidRequestError as exc:
         raise _as_422(exc) from None
     try:
-        core.fleet.update(row.to_model_config())
+        model = core.fleet.update(row.to_model_config())
     except BaseException:
         await core.store.models.update(old.id, _revert_fields(old, row))
         raise
+    if row.auto_start and not old.auto_start and model.state is ModelState.STOPPED:
+        core.fleet.start_in_background(model)
     return _detail(core, row)
 
 

@@ -96,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefill-ms-per-token", type=float, default=0.0)
     parser.add_argument("--decode-ms-per-token", type=float, default=0.0)
     parser.add_argument("--max-tokens-default", type=int, default=16)
+    parser.add_argument("--max-model-len", "--n-ctx", "--ctx-size", type=int, default=None,
+                        help="context length (vLLM's and llama.cpp's names); none: no limit")
     parser.add_argument("--max-num-seqs", type=int, default=8)
     parser.add_argument("--max-queue", type=int, default=None,
                         help="waiting requests allowed (default: unbounded)")

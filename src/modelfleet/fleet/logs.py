@@ -161,12 +161,16 @@ class ModelLog:
     def unsubscribe(self, queue: asyncio.Queue[LogLine]) -> None:
         self._subscribers.discard(queue)
 
+    def end_streams(self) -> None:
+        """Tell every follower that its stream ends now (the gateway is shutting down)."""
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(CLOSED)
+
     def close(self) -> None:
         """Close the file and tell every follower that no more lines will come."""
         if self.closed:
             return
         self.closed = True
         self._file.close()
-        for queue in self._subscribers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(CLOSED)
+        self.end_streams()

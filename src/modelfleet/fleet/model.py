@@ -63,6 +63,9 @@ class Instance:
     outstanding: int = 0
     served: int = 0
     started_at: float = field(default_factory=time.time)
+    # Periodic health checks: consecutive failures, and the last verdict (None: unchecked).
+    health_failures: int = 0
+    healthy: bool | None = None
 
     @property
     def pid(self) -> int | None:
@@ -98,6 +101,8 @@ class ManagedModel:
         self.capabilities = adapter.capabilities(cfg)
         self.rewriter = adapter.response_rewriter()
         self._transition: asyncio.Task[None] | None = None
+        self._defaults: dict[str, Any] = {}
+        self._defaults_of: ModelConfig | None = None
         self._transition_kind = ""
         self._watchers: list[asyncio.Task[None]] = []
         self._replacing: set[asyncio.Task[None]] = set()
@@ -105,6 +110,17 @@ class ManagedModel:
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    @property
+    def request_defaults(self) -> dict[str, Any]:
+        """The sampling parameters a request without them gets (``defaults``, and the
+        older ``limits.default_temperature``); computed once per config."""
+        if self._defaults_of is not self.cfg:
+            values = self.cfg.defaults.model_dump(exclude_none=True)
+            if "temperature" not in values and self.cfg.limits.default_temperature is not None:
+                values["temperature"] = self.cfg.limits.default_temperature
+            self._defaults, self._defaults_of = values, self.cfg
+        return self._defaults
 
     @property
     def upstream_name(self) -> str:
@@ -235,7 +251,7 @@ class ManagedModel:
         host = "127.0.0.1"
         if not self.adapter.launched:
             inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
-            await self._probe(inst.base_url + self.adapter.ready_path(self.cfg))
+            await self.probe(inst.base_url + self.adapter.ready_path(self.cfg))
             self.config_source = "external"
             return inst
         if not self.adapter.installed():
@@ -264,10 +280,20 @@ class ManagedModel:
             self.config_source = reservation.source
         return Instance(base_url=base_url, process=process, reservation=reservation)
 
-    async def _probe(self, url: str) -> None:
+    @property
+    def health(self) -> str:
+        """healthy, unhealthy (failed, or an instance failing its checks) or unknown."""
+        if self.state is ModelState.FAILED:
+            return "unhealthy"
+        if self.state is not ModelState.READY:
+            return "unknown"
+        return "unhealthy" if any(i.healthy is False for i in self.instances) else "healthy"
+
+    async def probe(self, url: str, timeout: float = 10) -> None:
+        """GET ``url`` on an engine; ModelStartError unless it answers below 400."""
         headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else None
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=10),
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout),
                                         headers=headers) as r:
                 if r.status >= 400:
                     raise ModelStartError(f"{url} answered {r.status}")

@@ -11,6 +11,10 @@ request in flight that hold memory on those devices are stopped, least
 recently used first, until a profile fits. A model whose need exceeds every
 profile's devices even when empty fails at once with INSUFFICIENT_RESOURCES.
 
+Apart from memory, at most ``max_concurrent_models`` models run at once: a model
+starting past that stops the least recently used idle one, or fails with
+INSUFFICIENT_RESOURCES when every running model is busy.
+
 Decisions are serialised by one lock, so concurrent starts (several replicas,
 several models) never both take the last room on a device.
 """
@@ -86,16 +90,23 @@ def profiles_of(cfg: ModelConfig) -> list[Profile | None]:
     return [Profile(name="cpu", devices=["cpu"])]
 
 
+RUNNING_STATES = ("starting", "ready")
+
+
 class Placement:
-    def __init__(self, inventory: Inventory, models: Callable[[], Iterable[ManagedModel]]):
+    def __init__(self, inventory: Inventory, models: Callable[[], Iterable[ManagedModel]],
+                 max_models: Callable[[], int] = lambda: 1_000_000):
         self.inventory = inventory
         self._models = models
+        self._max_models = max_models
         self._lock = asyncio.Lock()
         self._held: list[Reservation] = []
 
     async def place(self, model: ManagedModel) -> Reservation:
         """Reserve room for one instance of ``model``; may stop idle models for it."""
         async with self._lock:
+            if not model.instances:  # a new model, not one more replica of a running one
+                await self._within_model_cap(model)
             options = profiles_of(model.cfg)
             devices = {d.id: d for d in self.inventory.devices()}
             self._check_possible(model.cfg, options, devices)
@@ -114,6 +125,25 @@ class Placement:
                 log.info("stopping idle %s to make room for %s", victim.name, model.name)
                 await victim.stop()
                 devices = {d.id: d for d in self.inventory.devices()}
+
+    async def _within_model_cap(self, model: ManagedModel) -> None:
+        cap = self._max_models()
+        while True:
+            running = [m for m in self._models()
+                       if m is not model and m.state.value in RUNNING_STATES]
+            if len(running) < cap:
+                return
+            idle = [m for m in running if m.is_idle()]
+            victim = min(idle, key=lambda m: m.last_used, default=None)
+            if victim is None:
+                raise InsufficientResourcesError(
+                    f"no room for {model.name!r}: max_concurrent_models is {cap} and "
+                    f"{', '.join(sorted(m.name for m in running))} are busy",
+                    details={"max_concurrent_models": cap})
+            victim.log.append(f"[modelfleet] stopping to make room for {model.name} "
+                              f"(max_concurrent_models {cap})")
+            log.info("stopping idle %s: max_concurrent_models %d", victim.name, cap)
+            await victim.stop()
 
     def release(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation in self._held:

@@ -19,6 +19,7 @@ from modelfleet.errors import (
     InvalidRequestError,
     ModelNotFoundError,
 )
+from modelfleet.fleet.health import health_loop
 from modelfleet.fleet.model import ManagedModel, ModelState
 from modelfleet.fleet.placement import Placement
 from modelfleet.observability.devices import inventory_for
@@ -38,10 +39,13 @@ class Fleet:
         self.session = session
         self.models: dict[str, ManagedModel] = {}
         self._names: dict[str, ManagedModel] = {}
+        self._ids: dict[str, ManagedModel] = {}  # the store's ids (``model-…``)
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
-        self.placement = Placement(inventory_for(settings.devices), lambda: self.models.values())
+        self.placement = Placement(inventory_for(settings.devices), lambda: self.models.values(),
+                                   lambda: self.settings.max_concurrent_models)
+        self._health: asyncio.Task[None] | None = None
         for cfg in settings.models if models is None else models:
             self.add(cfg)
 
@@ -77,10 +81,15 @@ class Fleet:
             model.adapter = adapter_for(cfg.engine)
             model.rewriter = model.adapter.response_rewriter()
         model.cfg = cfg
+        model.start_timeout = cfg.startup_timeout or self.settings.timeouts.start
         model.capabilities = model.adapter.capabilities(cfg)
         self._names = {n: m for n, m in self._names.items() if m is not model}
         self._index(model)
         return model
+
+    def bind_id(self, name: str, model_id: str) -> None:
+        """Let ``model_id`` (the store's id of model ``name``) find it too."""
+        self._ids[model_id] = self.models[name]
 
     async def remove(self, name: str) -> None:
         """Stop the model (waiting for its engines) and forget it."""
@@ -88,6 +97,7 @@ class Fleet:
         await model.stop()
         self.models.pop(model.name, None)
         self._names = {n: m for n, m in self._names.items() if m is not model}
+        self._ids = {i: m for i, m in self._ids.items() if m is not model}
         model.close()
 
     def _index(self, model: ManagedModel) -> None:
@@ -103,9 +113,9 @@ class Fleet:
                                     param="name")
 
     def get(self, name: str) -> ManagedModel:
-        """The model called ``name`` (its id or one of its aliases)."""
+        """The model called ``name`` (its name, one of its aliases, or its store id)."""
         try:
-            return self._names[name]
+            return self._names.get(name) or self._ids[name]
         except KeyError:
             raise ModelNotFoundError(
                 f"The model `{name}` does not exist.", param="model"
@@ -136,6 +146,12 @@ class Fleet:
             if model.cfg.auto_start:
                 self._spawn(model.start())
         self._reaper = asyncio.create_task(self._reap_idle())
+        self._health = asyncio.create_task(
+            health_loop(self.models, lambda: self.settings.health_check_interval))
+
+    def start_in_background(self, model: ManagedModel) -> None:
+        """Start ``model`` without waiting (auto_start of a model added at run time)."""
+        self._spawn(model.start())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -162,14 +178,22 @@ class Fleet:
                     model.log.append(f"[modelfleet] idle for {timeout:g}s; unloading")
                     self._spawn(model.stop())
 
+    def set_start_timeout(self, seconds: float) -> None:
+        """The start timeout of every model whose config does not set its own."""
+        self.settings.timeouts.start = seconds
+        for model in self.models.values():
+            if model.cfg.startup_timeout is None:
+                model.start_timeout = seconds
+
     async def stop_all(self) -> None:
         await asyncio.gather(*(m.stop() for m in self.models.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        if self._reaper:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for loop in (self._reaper, self._health):
+            if loop:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

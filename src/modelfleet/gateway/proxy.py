@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -163,18 +164,19 @@ class Proxy:
 
         The name becomes the one the engine serves (an alias, an omitted name or
         an external server's own name: engines that check it, as vLLM does, must
-        see theirs); the model's default temperature fills a missing one.
+        see theirs); the model's request defaults fill missing sampling parameters.
         """
         changed = False
         if payload.get("model") != model.upstream_name:
             payload["model"] = model.upstream_name
             changed = True
-        default_t = model.cfg.limits.default_temperature
-        if default_t is not None and payload.get("temperature") is None and (
-            "messages" in payload or "prompt" in payload
-        ):
-            payload["temperature"] = default_t
-            changed = True
+        defaults = model.request_defaults
+        if defaults and ("messages" in payload or "prompt" in payload):
+            for key, value in defaults.items():
+                if payload.get(key) is None and not (
+                        key == "max_tokens" and payload.get("max_completion_tokens")):
+                    payload[key] = value
+                    changed = True
         return changed
 
     @staticmethod
@@ -225,6 +227,7 @@ class Proxy:
                 body = _renamed(body, current.upstream_name)
             tried.clear()
             while True:
+                before = len(tried)
                 try:
                     await self._relay_once(scope, send, current, upstream_path, body, max_tokens,
                                            tried)
@@ -234,7 +237,8 @@ class Proxy:
                     if send.started or not _retryable(exc):
                         raise
                     last = exc
-                    if len(tried) >= current.cfg.replicas:
+                    # No instance was reached (the model could not start): go to fallbacks.
+                    if len(tried) == before or len(tried) >= current.cfg.replicas:
                         break
                     log.warning("retrying %s on another instance of %s: %s",
                                 scope["path"], current.name, exc.message)
@@ -248,6 +252,7 @@ class Proxy:
     ) -> None:
         async with model.lease(exclude=tried) as instance:
             tried.append(instance)
+            began = time.monotonic()
             outcome = await self.relay.forward(
                 send, scope["method"], instance.base_url + upstream_path, body,
                 path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
@@ -255,7 +260,8 @@ class Proxy:
             )
         if outcome.error is None and outcome.status < 400:
             model.note_success()
-        self.usage.record(model.name, outcome.status, outcome.usage, outcome.error)
+        self.usage.record(model.name, outcome.status, outcome.usage, outcome.error,
+                          time.monotonic() - began)
 
     def _fallbacks(self, model: ManagedModel) -> list[ManagedModel]:
         out = []
@@ -280,20 +286,24 @@ class Proxy:
         self._apply_model_rules(model, payload)
         tried: list[Instance] = []
         while True:
+            before = len(tried)
             try:
                 async with model.lease(exclude=tried) as instance:
                     tried.append(instance)
+                    began = time.monotonic()
                     answer = await self.relay.call_json(
                         instance.base_url + upstream_path, payload, max_tokens=max_tokens,
                         api_key=model.cfg.api_key)
             except FleetError as exc:
                 self.usage.record(model.name, exc.status, None, exc)
-                if not _retryable(exc) or len(tried) >= model.cfg.replicas:
+                if (not _retryable(exc) or len(tried) == before
+                        or len(tried) >= model.cfg.replicas):
                     raise
                 continue
             model.note_success()
             usage = answer.get("usage")
-            self.usage.record(model.name, 200, usage if isinstance(usage, dict) else None, None)
+            self.usage.record(model.name, 200, usage if isinstance(usage, dict) else None, None,
+                              time.monotonic() - began)
             return answer
 
 

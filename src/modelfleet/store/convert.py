@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from modelfleet.errors import ConfigError, InvalidRequestError
-from modelfleet.settings import ModelConfig
+from modelfleet.settings import ModelConfig, RequestDefaults, ResourceRequirements
 
 if TYPE_CHECKING:
     from modelfleet.store.tables import ModelRow
@@ -33,6 +33,7 @@ COLUMN_FIELDS = ("name", "engine", "model", "auto_start", "resource_requirements
 CONFIG_FIELDS = frozenset(ModelConfig.model_fields) - set(COLUMN_FIELDS)
 # Where seed 002's clients put the weights; they become the ``model`` column.
 MODEL_PATH_KEYS = ("model", "model_path", "model_name")
+SAMPLING_KEYS = frozenset(RequestDefaults.model_fields)
 # Top-level API fields that are row metadata, not part of ModelConfig.
 META_FIELDS = ("display_name", "description", "priority", "tags")
 
@@ -126,14 +127,18 @@ def _check_meta(out: Mapping[str, Any]) -> None:
 def model_config_of(columns: Mapping[str, Any]) -> ModelConfig:
     """Build the ModelConfig of a row's columns; raises pydantic's ValidationError.
 
-    Unknown ``config`` keys (engine settings from the API) are merged under ``args``;
-    an explicit ``config.args`` wins over them.
+    Sampling keys of ``config`` (``temperature``, ``top_p``…) become the model's request
+    ``defaults``; other unknown keys (engine settings from the API) are merged under
+    ``args``. An explicit ``config.defaults`` or ``config.args`` wins over them.
     """
     config = dict(columns.get("config") or {})
     known = {k: v for k, v in config.items() if k in CONFIG_FIELDS}
-    extra = {
-        k: v for k, v in config.items() if k not in CONFIG_FIELDS and k not in MODEL_PATH_KEYS
-    }
+    sampling = {k: v for k, v in config.items() if k in SAMPLING_KEYS}
+    if sampling:  # seed 002 keeps request defaults in config beside engine settings
+        given = known.get("defaults")
+        known["defaults"] = {**sampling, **(given if isinstance(given, Mapping) else {})}
+    extra = {k: v for k, v in config.items()
+             if k not in CONFIG_FIELDS and k not in MODEL_PATH_KEYS and k not in SAMPLING_KEYS}
     if extra:
         args = known.get("args")
         known["args"] = {**extra, **(args if isinstance(args, Mapping) else {})}
@@ -200,7 +205,7 @@ def model_api_of(row: ModelRow, live: Mapping[str, Any] | None = None) -> dict[s
         "created_at": iso_z(row.created_at),
         "updated_at": iso_z(row.updated_at),
         "config": config,
-        "resource_requirements": dict(row.resource_requirements or {}),
+        "resource_requirements": _requirements(row.resource_requirements),
         "tags": list(row.tags or []),
         "aliases": list(config.get("aliases") or []),
         "auto_start": row.auto_start,
@@ -209,3 +214,11 @@ def model_api_of(row: ModelRow, live: Mapping[str, Any] | None = None) -> dict[s
     for key, value in live.items():
         out.setdefault(key, value)
     return out
+
+
+def _requirements(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every field, null where unset (placement then estimates from the weights)."""
+    try:
+        return ResourceRequirements.model_validate(stored or {}).model_dump()
+    except ValidationError:  # written by an older version: shown as it is
+        return dict(stored or {})

@@ -85,7 +85,8 @@ async def test_deterministic_words_usage_and_wrong_model() -> None:
         assert body["choices"][0] == {"index": 0, "finish_reason": "length", "message": {
             "role": "assistant", "content": "alpha bravo charlie delta"}}
         assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
-                                 "prompt_tokens_details": {"cached_tokens": 0}}
+                                 "prompt_tokens_details": {"cached_tokens": 0},
+                                 "cache_n": 0, "prompt_n": 3}
         _, text, _ = await post(c, "/v1/completions", {
             "prompt": "x", "max_tokens": 3, "stream": True,
             "stream_options": {"include_usage": True}})
@@ -406,3 +407,29 @@ async def test_crash_after(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (await post(c, "/v1/completions", {"prompt": "x", "max_tokens": 1}))[0] == 200
         assert (await post(c, "/v1/completions", {"prompt": "x", "max_tokens": 1}))[0] == 500
     assert exits == [70]
+
+
+@pytest.mark.parametrize("flag", ["--max-model-len", "--n-ctx", "--ctx-size"])
+async def test_context_length_is_enforced_like_vllm(flag: str) -> None:
+    async with engine(flag, "20") as client:
+        status, data, _ = await post(client, "/v1/chat/completions",
+                                     {**user(words(8)), "max_tokens": 4})
+        assert status == 200 and data["usage"]["prompt_tokens"] <= 16
+        status, data, _ = await post(client, "/v1/chat/completions",
+                                     {**user(words(8)), "max_tokens": 30})
+        assert status == 400 and data["error"]["param"] == "max_tokens"
+        assert "maximum context length is 20 tokens" in data["error"]["message"]
+
+
+async def test_chat_stream_opens_with_the_role_and_counts_cache_like_llamacpp() -> None:
+    async with engine() as client:
+        body = {**user(words(40)), "stream": True, "max_tokens": 3,
+                "stream_options": {"include_usage": True}}
+        for _ in range(2):
+            status, text, _ = await post(client, "/v1/chat/completions", body)
+        chunks = [orjson.loads(line[6:]) for line in text.splitlines()
+                  if line.startswith("data: {")]
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        use = chunks[-1]["usage"]
+        assert use["cache_n"] == use["prompt_tokens_details"]["cached_tokens"] > 0
+        assert use["cache_n"] + use["prompt_n"] == use["prompt_tokens"]

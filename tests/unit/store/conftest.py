@@ -1,24 +1,15 @@
 """Store fixtures: every test that takes ``store`` (or ``url``) runs on SQLite and on a real
-PostgreSQL.
+PostgreSQL (see ``tests/pg.py``).
 
-PostgreSQL is reached at ``MODELFLEET_TEST_POSTGRES_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/test``, an admin connection). Each test module
-gets a database of its own, ``mf_test_<random>``, created before its first test,
-emptied before each test and dropped after its last, so runs never collide and leave
-nothing behind. An unreachable server FAILS those tests with
-the reason: CI starts PostgreSQL, and a store that was only tested on SQLite is not
-tested.
+Each test module gets a database of its own, ``mf_test_<random>``, created before its
+first test, emptied before each test and dropped after its last, so runs never collide
+and leave nothing behind.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -27,51 +18,7 @@ from sqlalchemy.engine import make_url
 from modelfleet.settings import Settings
 from modelfleet.store import Store
 from modelfleet.store.tables import Base
-
-T = TypeVar("T")
-
-PG_ADMIN_URL = os.environ.get(
-    "MODELFLEET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-
-async def _admin() -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(PG_ADMIN_URL, timeout=10)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-    pytest.fail(
-        f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({reason}). Start it, or point "
-        "MODELFLEET_TEST_POSTGRES_URL at an admin connection; the PostgreSQL store tests "
-        "never skip.",
-        pytrace=False,
-    )
-
-
-async def create_pg_database() -> tuple[str, str]:
-    """A new empty database: (its name, its URL)."""
-    name = f"mf_test_{secrets.token_hex(6)}"
-    conn = await _admin()
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-async def drop_pg_database(name: str) -> None:
-    conn = await _admin()
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def run_in_thread(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on a loop of its own, away from the tests' loops (module fixtures)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+from tests.pg import create_pg_database, drop_pg_database, pg_database_url
 
 
 async def wipe(url: str) -> None:
@@ -91,11 +38,8 @@ async def wipe(url: str) -> None:
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """One database per test module (creating one costs ~0.5 s); dropped at its end."""
-    name, pg_url = run_in_thread(create_pg_database())
-    try:
+    with pg_database_url() as pg_url:
         yield pg_url
-    finally:
-        run_in_thread(drop_pg_database(name))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -67,3 +67,16 @@ def test_unknown_config_keys_become_args_and_explicit_args_win() -> None:
         "config": {"model_path": "/w", "n_ctx": 1, "n_gpu_layers": 2, "args": {"n_ctx": 9}},
     })
     assert cfg.args == {"n_ctx": 9, "n_gpu_layers": 2}
+
+
+def test_sampling_config_keys_become_request_defaults_not_engine_flags() -> None:
+    cfg = model_config_of({
+        "name": "m", "engine": "simulator", "model": "m",
+        "config": {"temperature": 0.8, "top_p": 0.9, "n_ctx": 64,
+                   "defaults": {"top_p": 0.5}},
+    })
+    assert cfg.defaults.temperature == 0.8 and cfg.defaults.top_p == 0.5
+    assert cfg.args == {"n_ctx": 64}
+    with pytest.raises(ValueError, match="temperature"):
+        model_config_of({"name": "m", "engine": "simulator", "model": "m",
+                         "config": {"temperature": 7}})

@@ -43,7 +43,9 @@ async def test_create_then_get_by_id_and_name(store: Store) -> None:
         "tags": ["production", "chat"],
     }
     assert api["config"] == SEED_002_BODY["config"]
-    assert api["resource_requirements"] == SEED_002_BODY["resource_requirements"]
+    # every field, null where unset
+    assert api["resource_requirements"] == {**SEED_002_BODY["resource_requirements"],
+                                            "memory": None}
     assert ISO_Z.match(api["created_at"]) and ISO_Z.match(api["updated_at"])
 
 

@@ -29,6 +29,13 @@ def usage(prompt_tokens: int, completion_tokens: int = 0) -> dict[str, int]:
     }
 
 
+def generation_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """``usage`` of a generation, with llama.cpp's prompt-cache names: this engine keeps no
+    cache between requests, so every prompt token is processed (``prompt_n``)."""
+    return {**usage(prompt_tokens, completion_tokens), "cache_n": 0, "prompt_n": prompt_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0}}
+
+
 @dataclass
 class ChoiceState:
     """One choice as it accumulates: text pieces, then how it ended."""

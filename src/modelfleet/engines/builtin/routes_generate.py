@@ -26,7 +26,12 @@ from modelfleet.engines.builtin.httpio import (
     read_json,
     sse,
 )
-from modelfleet.engines.builtin.openai_format import ChoiceState, Envelope, new_id, usage
+from modelfleet.engines.builtin.openai_format import (
+    ChoiceState,
+    Envelope,
+    generation_usage,
+    new_id,
+)
 from modelfleet.engines.builtin.protocol import parse_chat, parse_completion
 from modelfleet.engines.builtin.runtime import (
     ChoiceFinished,
@@ -123,7 +128,7 @@ async def _serve(
         handle.abort()
     if failures:
         raise as_fleet_error(failures[0])
-    counts = usage(prompt_tokens, sum(state.tokens for state in states))
+    counts = generation_usage(prompt_tokens, sum(state.tokens for state in states))
     return JSONResponse(envelope.response(states, counts))
 
 
@@ -159,5 +164,5 @@ async def _stream(
             yield sse_error_event(as_fleet_error(event.error), path)
             return
     if envelope.include_usage:
-        yield sse(envelope.usage_chunk(usage(prompt_tokens, completion_tokens)))
+        yield sse(envelope.usage_chunk(generation_usage(prompt_tokens, completion_tokens)))
     yield SSE_DONE

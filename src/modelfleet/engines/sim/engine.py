@@ -41,6 +41,7 @@ class Simulator:
         self.decode_s = args.decode_ms_per_token / 1000
         self.encode_s = args.encode_ms_per_image / 1000
         self.default_tokens: int = args.max_tokens_default
+        self.max_model_len: int | None = args.max_model_len
         self.faults = Faults(args)
         self.cache = PrefixCache(args.prefix_cache_blocks, args.block_size)
         self.slots = Slots(args.max_num_seqs, args.max_queue)
@@ -130,6 +131,11 @@ class Simulator:
             or uuid.uuid4().hex
         job = Job(rid=("chatcmpl-" if chat else "cmpl-") + base, base_id=base, chat=chat,
                   prompt=prompt, max_tokens=self._max_tokens(body))
+        if self.max_model_len and len(prompt) + job.max_tokens > self.max_model_len:
+            raise wire.bad_request(
+                f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                f"you requested {len(prompt) + job.max_tokens} tokens ({len(prompt)} in the "
+                f"messages, {job.max_tokens} in the completion).", "max_tokens")
         try:
             job.waiter = self.slots.reserve()
         except QueueFull:
@@ -205,10 +211,13 @@ class Simulator:
 
     async def _stream(self, request: web.Request, job: Job, cached: int,
                       include_usage: bool) -> web.StreamResponse:
-        """One SSE chunk per decode step (a stall halfway if asked), then the finish
-        chunk, the usage chunk if asked, and ``[DONE]``; headers go out after prefill."""
+        """The role chunk (chat), one SSE chunk per decode step (a stall halfway if asked),
+        the finish chunk, the usage chunk if asked, and ``[DONE]``; headers go out after
+        prefill."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if job.chat:
+            await resp.write(wire.sse(wire.role_chunk(job.rid, self.name)))
         due = time.monotonic()
         stall = self.faults.stall_mid_stream_s
         for i, word in enumerate(wire.words(job.max_tokens)):

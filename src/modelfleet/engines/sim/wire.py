@@ -22,8 +22,9 @@ def words(n: int) -> list[str]:
 def usage(prompt: int, completion: int, cached: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                            "total_tokens": prompt + completion}
-    if cached is not None:
+    if cached is not None:  # llama.cpp's names too: reused and processed prompt tokens
         out["prompt_tokens_details"] = {"cached_tokens": cached}
+        out["cache_n"], out["prompt_n"] = cached, prompt - cached
     return out
 
 
@@ -36,6 +37,14 @@ def chunk(rid: str, model: str, chat: bool, text: str, finish: str | None) -> di
         choice["text"] = text
     return {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": model, "choices": [choice]}
+
+
+def role_chunk(rid: str, model: str) -> dict[str, Any]:
+    """The first chunk of a chat stream, as vLLM and OpenAI send it: the role, no text."""
+    return {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "delta": {"role": "assistant",
+                                                               "content": ""},
+                                         "finish_reason": None}]}
 
 
 def usage_chunk(rid: str, model: str, chat: bool, use: dict[str, Any]) -> dict[str, Any]:

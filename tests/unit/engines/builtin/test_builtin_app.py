@@ -97,6 +97,10 @@ def test_chat_non_streaming(chat_client: TestClient) -> None:
         "prompt_tokens": prompt,
         "completion_tokens": 10,
         "total_tokens": prompt + 10,
+        # llama.cpp's names too: no cache between requests, every prompt token processed
+        "cache_n": 0,
+        "prompt_n": prompt,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
