@@ -56,11 +56,12 @@ class Gateway:
     log_path: Path
 
     def client(self, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0,
-                             timeout=kw.pop("timeout", 60), **kw)
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=kw.pop("api_key", "unused"),
+                             max_retries=0, timeout=kw.pop("timeout", 60), **kw)
 
     def async_client(self, **kw: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0,
+        return openai.AsyncOpenAI(base_url=self.url + "/v1",
+                                  api_key=kw.pop("api_key", "unused"), max_retries=0,
                                   timeout=kw.pop("timeout", 60), **kw)
 
     def get(self, path: str) -> Any:
@@ -95,7 +96,8 @@ class Gateway:
 def start_gateway(tmp: Path, models: list[dict[str, Any]], **extra: Any) -> Gateway:
     port = free_port()
     data_dir = tmp / "data"
-    config = {"data_dir": str(data_dir), "server": {"port": port}, "models": models, **extra}
+    server = {"port": port, **extra.pop("server", {})}
+    config = {"data_dir": str(data_dir), "server": server, "models": models, **extra}
     config_path = tmp / "modelfleet.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = tmp / "gateway.log"

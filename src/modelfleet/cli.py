@@ -3,6 +3,7 @@ running one through the SDK (``modelfleet.client``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +12,8 @@ import typer
 from rich.table import Table
 
 from modelfleet import __version__
+from modelfleet.auth import redact
+from modelfleet.cli_admin import admin_app
 from modelfleet.cli_common import TokenOpt, UrlOpt, connect, console, fail, parse_assignments
 from modelfleet.cli_models import logs, models_app, start, stop
 from modelfleet.client import DEFAULT_URL
@@ -48,10 +51,32 @@ def serve(
         settings.models = [model_from_path(model, served_model_name)]
     elif not settings.models:
         settings.models = default_models()
+    redact.install()
+    redact.add_secrets([settings.auth.admin_password, settings.auth.jwt_secret])
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_check_auth(settings))
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     _print_banner(settings)
     server.run(settings, create_app(settings))
+
+
+async def _check_auth(settings: Any) -> None:
+    """Refuse a non-loopback address while auth is off, before the server starts."""
+    from modelfleet.auth.bootstrap import auth_configured, check_bind, ensure_admin
+    from modelfleet.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings)
+    try:
+        await ensure_admin(settings, store)
+        check_bind(settings, bool(settings.auth.admin_password)
+                   or await auth_configured(store))
+    finally:
+        await store.close()
 
 
 def _print_banner(settings: Any) -> None:
@@ -66,6 +91,7 @@ def _print_banner(settings: Any) -> None:
 
 
 app.add_typer(models_app, name="models")
+app.add_typer(admin_app, name="admin")
 app.command("logs")(logs)
 # The first commands of the CLI, kept as short forms of ``models start|stop``.
 app.command("start", help="Start a model and follow it until it is ready (models start).")(

@@ -4,6 +4,7 @@
     ├── ConfigError                 500 server_error          CONFIG_INVALID
     ├── InvalidRequestError         400 invalid_request_error INVALID_PARAMETER
     │   ├── BodyTooLargeError       413                       PAYLOAD_TOO_LARGE
+    │   ├── HeadersTooLargeError    431                       HEADERS_TOO_LARGE
     │   └── InvalidJSONError        400                       INVALID_JSON
     ├── AuthenticationError         401 authentication_error  UNAUTHORIZED
     ├── PermissionDeniedError       403 permission_error      FORBIDDEN
@@ -74,6 +75,11 @@ class InvalidRequestError(FleetError):
 class BodyTooLargeError(InvalidRequestError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
+
+
+class HeadersTooLargeError(InvalidRequestError):
+    status = 431
+    code = "HEADERS_TOO_LARGE"
 
 
 class InvalidJSONError(InvalidRequestError):
@@ -200,6 +206,8 @@ def render_error(exc: FleetError, path: str) -> tuple[int, list[tuple[bytes, byt
     headers = [(b"content-type", b"application/json")]
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="modelfleet"'))
     return exc.status, headers, orjson.dumps(error_payload(exc, path))
 
 

@@ -58,18 +58,37 @@ class ServerSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: list[str] = []
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Fleet-wide admission (seed 001): None means no fleet gate.
+    max_concurrent_requests: int | None = Field(None, ge=1)
+    max_queue: int | None = Field(None, ge=0)
+    queue_timeout_s: float = Field(300, gt=0)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    # Host names accepted besides localhost while bound to loopback (DNS rebinding guard).
+    allowed_hosts: list[str] = []
 
 
 class AuthSettings(_Section):
     admin_user: str = "admin"
     admin_password: str | None = None
     jwt_ttl_s: int = Field(3600, ge=60)
+    # The JWT signing secret; unset: a random one kept in data_dir/jwt_secret.
+    jwt_secret: str | None = Field(None, min_length=32)
+    # Routes served without a token when auth is on.
+    public_metrics: bool = True
+    public_docs: bool = True
 
 
 class MediaSettings(_Section):
+    """What the gateway may fetch for image parts of chat requests (``gateway/media.py``)."""
+
     allowed_local_media_path: str | None = None
+    # Exact host names or ``*.example.com`` patterns allowed even on private addresses.
     allowed_domains: list[str] = []
     max_bytes: int = Field(20_000_000, ge=1)
+    fetch_timeout_s: float = Field(10.0, gt=0)
+    max_redirects: int = Field(5, ge=0)
+    max_pixels: int = Field(50_000_000, ge=1)
+    max_images: int = Field(16, ge=0)
 
 
 class TimeoutSettings(_Section):
@@ -149,6 +168,8 @@ class ModelConfig(_Section):
     replicas: int = Field(1, ge=1, le=64)
     routing: RoutingName = "least_outstanding"
     limits: Limits = Limits()
+    # Served first when requests queue (seed 002): higher first.
+    priority: int = 0
     defaults: RequestDefaults = RequestDefaults()
     fallbacks: list[str] = []
     profiles: list[Profile] = []

@@ -3,7 +3,10 @@
 ``create_app(settings)`` returns ``GatewayApp``. Inference POSTs (chat,
 completions, embeddings, rerank) are dispatched by a dict lookup straight to
 the proxy; every other request goes to the FastAPI app, whose last route
-forwards unknown OpenAI-style paths to the engine of the body's model.
+forwards unknown OpenAI-style paths to the engine of the body's model. Every
+HTTP and WebSocket request passes the guard first (``auth/guard.py``): header
+size, Host, authentication, role; the caller's Principal is put in
+``scope["state"]["principal"]``.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from modelfleet import __version__
 from modelfleet.api import (
+    auth,
     config,
     devices,
     generate,
@@ -31,15 +37,17 @@ from modelfleet.api import (
     openapi,
 )
 from modelfleet.api.core import Core
+from modelfleet.auth.guard import Guard
 from modelfleet.errors import (
     FleetError,
     InvalidRequestError,
     NotFoundError,
     RouteNotFoundError,
+    UnavailableError,
     as_fleet_error,
     render_error,
 )
-from modelfleet.gateway.asgi import Receive, Scope, Send
+from modelfleet.gateway.asgi import Receive, Scope, Send, send_error
 from modelfleet.gateway.proxy import INFERENCE_ROUTES
 from modelfleet.settings import Settings
 
@@ -58,6 +66,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
         core = await Core.open(settings)
         app.state.core = core
         holder.core = core
+        holder.guard = Guard(settings, core.auth)
         await core.start()
         try:
             yield
@@ -74,6 +83,8 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(manage.router, prefix="/api")
     api.include_router(manage.router, prefix="/api/v1")
     api.include_router(config.router, prefix="/api")
+    api.include_router(auth.router, prefix="/api")
+    api.include_router(auth.router, prefix="/api/v1")
     api.include_router(config.router, prefix="/api/v1")
     api.include_router(models.router)
     api.include_router(devices.router)
@@ -113,8 +124,8 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.router.routes.append(Route("/{path:path}", endpoint=_Forwarder(holder),
                                    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                                    include_in_schema=False))
-    openapi.install(api)
     model_inference.install_openapi(api)
+    openapi.install(api)  # last: it adds every operation's errors, those above included
     return api
 
 
@@ -134,10 +145,31 @@ class GatewayApp:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.core: Core | None = None
+        self.guard: Guard | None = None
         self.api = build_api(settings, self)
+        origins = settings.server.cors_origins
+        # Browsers call the API directly (a page's fetch): CORS answers their preflights
+        # before the guard, which then checks the real request as any other.
+        self.entry: Any = CORSMiddleware(
+            self.dispatch, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
+            expose_headers=["Retry-After"], max_age=600) if origins else self.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and self.core is not None:
+        await self.entry(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            if self.guard is None:
+                await send_error(send, UnavailableError("starting up"), scope["path"])
+                return
+            try:
+                principal = await self.guard.check(scope)
+            except FleetError as err:
+                await _refuse(scope, receive, send, err)
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        if kind == "http" and scope["method"] == "POST" and self.core is not None:
             spec = INFERENCE_ROUTES.get(scope["path"])
             if spec is not None:
                 await self.core.proxy.handle(scope, receive, send, spec)
@@ -152,6 +184,14 @@ class GatewayApp:
         if self.core is None:
             raise NotFoundError("not ready")
         await self.core.proxy.handle_any(scope, receive, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, err: FleetError) -> None:
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 1008, "reason": err.message[:120]})
+        return
+    await send_error(send, err, scope["path"])
 
 
 def create_app(settings: Settings) -> GatewayApp:

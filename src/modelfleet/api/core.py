@@ -11,6 +11,10 @@ import aiohttp
 from fastapi import Depends, Request
 
 from modelfleet import runtime_config
+from modelfleet.auth import redact
+from modelfleet.auth.authenticator import Authenticator
+from modelfleet.auth.bootstrap import auth_configured, check_bind, ensure_admin
+from modelfleet.auth.tokens import TokenIssuer, load_secret
 from modelfleet.fleet.registry import Fleet
 from modelfleet.gateway.proxy import Proxy
 from modelfleet.gateway.relay import Relay, make_session
@@ -30,6 +34,8 @@ class Core:
     usage: UsageBook
     proxy: Proxy
     store: Store
+    auth: Authenticator
+    issuer: TokenIssuer
     started_at: float = field(default_factory=time.time)
     closing: bool = False
 
@@ -46,6 +52,15 @@ class Core:
                             synced.skipped)
             rows = await store.models.all()
             configs = [row.to_model_config() for row in rows]
+            await ensure_admin(settings, store)
+            check_bind(settings, bool(settings.auth.admin_password)
+                       or await auth_configured(store))
+            issuer = TokenIssuer(load_secret(settings.auth.jwt_secret, settings.data_dir),
+                                 settings.auth.jwt_ttl_s)
+            redact.add_secrets([issuer.secret, settings.auth.admin_password])
+            auth = Authenticator(store, issuer,
+                                 admin_configured=bool(settings.auth.admin_password))
+            await auth.refresh()
         except BaseException:
             await store.close()
             raise
@@ -63,7 +78,8 @@ class Core:
         relay = Relay(session, settings.timeouts)
         usage = UsageBook()
         proxy = Proxy(settings, fleet, relay, usage)
-        return cls(settings, session, fleet, relay, usage, proxy, store)
+        return cls(settings=settings, session=session, fleet=fleet, relay=relay, usage=usage,
+                   proxy=proxy, store=store, auth=auth, issuer=issuer)
 
     async def start(self) -> None:
         await self.fleet.start()
@@ -78,6 +94,7 @@ class Core:
     async def close(self) -> None:
         try:
             await self.fleet.close()
+            await self.proxy.media.close()
             await self.session.close()
         finally:
             await self.store.close()

@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from modelfleet.api.core import CoreDep
 from modelfleet.engines.base import CHAT
 from modelfleet.errors import FleetError, InvalidJSONError, InvalidRequestError
+from modelfleet.gateway.proxy import principal_of
 from modelfleet.gateway.scenarios import render_prompt
 from modelfleet.protocol.generate import (
     ERROR_CODES_DOC,
@@ -68,13 +69,14 @@ router = APIRouter(tags=["generate"], route_class=BadRequestRoute)
              summary="Generate text (TGI-style, seed 004)",
              description="Renders `inputs` with the `scenario` template, sends it through "
              "the model's chat template and returns the generated text.\n\n" + ERROR_CODES_DOC)
-async def generate(req: GenerateRequest, core: CoreDep) -> GenerateResponse:
+async def generate(req: GenerateRequest, request: Request, core: CoreDep) -> GenerateResponse:
     """Resolve the model, render the scenario, one chat completion, reshape; 004's errors."""
     try:
         model = core.fleet.resolve(req.model_id, CHAT)
         prompt = render_prompt(req.inputs, req.scenario)
         answer = await core.proxy.call_json(
-            model, "/v1/chat/completions", chat_payload(req, prompt, model.cfg.limits))
+            model, "/v1/chat/completions", chat_payload(req, prompt, model.cfg.limits),
+            principal_of(request.scope))
         return generate_response(answer, model.name)
     except FleetError as exc:
         raise tgi_error(exc) from None

@@ -41,6 +41,7 @@ from modelfleet.gateway.asgi import (
     read_body,
     send_error,
 )
+from modelfleet.gateway.proxy import principal_of
 from modelfleet.protocol import openai as p
 from modelfleet.protocol.generate import ModelGenerateRequest
 
@@ -93,7 +94,10 @@ class ModelInferenceEndpoint:
             payload = parse_json(await read_body(receive, core.settings.server.max_body_bytes))
             p.validate(self.route.request, payload)
             model = core.fleet.resolve(scope["path_params"]["model_id"], self.route.capability)
-            body, max_tokens = core.proxy.prepare(model, payload)
+            principal = principal_of(scope)
+            core.proxy.authorize(principal, model)
+            await core.proxy.inline_media(payload)
+            body, max_tokens = core.proxy.prepare(model, payload, principal=principal)
             await core.proxy.relay_request(scope, receive, sent, model, self.route.upstream_path,
                                            body, max_tokens)
         except ClientDisconnected:

@@ -39,8 +39,19 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+# Every error an operation may answer, in the one shape of ``errors.py``.
+ERROR_STATUSES = {
+    "400": "Invalid request", "401": "Authentication required or failed",
+    "403": "Not allowed for this caller", "404": "Not found", "409": "Conflict",
+    "413": "Body too large", "422": "Validation failed", "429": "Rate limited",
+    "431": "Headers too large", "502": "Engine error", "503": "Unavailable (model not ready, "
+    "queue full, no room)", "504": "Timed out",
+}
+
+
 def install(app: FastAPI) -> None:
-    """Make ``app.openapi()`` include the inference routes."""
+    """Make ``app.openapi()`` include the inference routes, every operation's errors and
+    the bearer scheme."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -48,6 +59,7 @@ def install(app: FastAPI) -> None:
             return app.openapi_schema
         schema = plain()
         add_inference_paths(schema)
+        add_errors_and_security(schema)
         app.openapi_schema = schema
         return schema
 
@@ -82,3 +94,24 @@ def add_inference_paths(schema: dict[str, Any]) -> None:
                 "504": {"description": "Inference timed out", **error},
             },
         }}
+
+
+def add_errors_and_security(schema: dict[str, Any]) -> None:
+    """Document the error answers every operation can give (FastAPI's own 422 schema is
+    replaced: our validation errors have the common shape) and the bearer scheme."""
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["ErrorResponse"] = ERROR_SCHEMA
+    components["securitySchemes"] = {"bearer": {
+        "type": "http", "scheme": "bearer",
+        "description": "A JWT from POST /api/auth/token, or an API key (mf-...)"}}
+    schema["security"] = [{"bearer": []}, {}]  # {}: while auth is off
+    error = {"content": {"application/json": {"schema": {
+        "$ref": _REF.format(model="ErrorResponse")}}}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_STATUSES.items():
+                if status == "422" or status not in responses:
+                    responses[status] = {"description": description, **error}
+    components["schemas"].pop("HTTPValidationError", None)
+    components["schemas"].pop("ValidationError", None)

@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelfleet.auth.redact import redact
+
 MAX_LINE = 4096
 
 _ERROR_MARKERS = ("error", "traceback", "exception", "critical", "fatal")
@@ -90,7 +92,7 @@ class ModelLog:
                     self.ring.append(LogLine(time.time(), raw.rstrip("\n")))
 
     def append(self, message: str, stream: str = "stdout") -> None:
-        line = LogLine(time.time(), message[:MAX_LINE], stream)
+        line = LogLine(time.time(), redact(message[:MAX_LINE]), stream)
         self.ring.append(line)
         self._file.write(f"{line.timestamp:.3f} {line.message}\n")
         self._file.flush()

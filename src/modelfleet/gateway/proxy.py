@@ -21,10 +21,12 @@ from urllib.parse import parse_qs
 import orjson
 from pydantic import BaseModel
 
+from modelfleet.auth.principal import Principal
 from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, RERANK
 from modelfleet.errors import (
     FleetError,
     InvalidRequestError,
+    PermissionDeniedError,
     RouteNotFoundError,
     as_fleet_error,
 )
@@ -40,6 +42,8 @@ from modelfleet.gateway.asgi import (
     read_body,
     send_error,
 )
+from modelfleet.gateway.bounds import check_steering
+from modelfleet.gateway.media import MediaFetcher, inline_media
 from modelfleet.gateway.relay import Relay
 from modelfleet.observability.usage import UsageBook
 from modelfleet.protocol.openai import (
@@ -90,6 +94,7 @@ class Proxy:
         self.relay = relay
         self.usage = usage
         self.max_body = settings.server.max_body_bytes
+        self.media = MediaFetcher(settings.media)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, spec: RouteSpec) -> None:
         """Serve one inference request; every failure leaves as the JSON error shape."""
@@ -102,7 +107,11 @@ class Proxy:
                 model = self.fleet.resolve(payload.get("model"), spec.capability)
             else:
                 model = self._model_for_any(scope, payload)
-            body, max_tokens = self.prepare(model, payload, body)
+            principal = principal_of(scope)
+            self.authorize(principal, model)
+            if await self.inline_media(payload, body):
+                body = b""  # changed: prepare serialises the payload again
+            body, max_tokens = self.prepare(model, payload, body or None, principal)
             await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens)
         except ClientDisconnected:
             return
@@ -141,15 +150,36 @@ class Proxy:
             raise InvalidRequestError("`model` is required to route this request", param="model")
         return self.fleet.get(str(name))
 
+    async def inline_media(self, payload: dict[str, Any], body: bytes | None = None) -> bool:
+        """Resolve a chat request's media URLs into checked ``data:`` URLs (see
+        ``gateway/media.py``); True when the payload changed. Bodies without a media
+        part cost one substring search."""
+        if body is not None and b'_url"' not in body:
+            return False
+        if not isinstance(payload.get("messages"), list):
+            return False
+        return await inline_media(payload, self.settings.media, self.media)
+
+    @staticmethod
+    def authorize(principal: Principal | None, model: ManagedModel) -> None:
+        """403 when the caller's key is limited to other models."""
+        if principal is not None and not principal.may_use([model.name, *model.cfg.aliases]):
+            raise PermissionDeniedError(f"this API key may not use model {model.name!r}",
+                                        code="MODEL_NOT_ALLOWED", param="model")
+
     def prepare(
-        self, model: ManagedModel, payload: dict[str, Any], body: bytes | None = None
+        self, model: ManagedModel, payload: dict[str, Any], body: bytes | None = None,
+        principal: Principal | None = None,
     ) -> tuple[bytes, object]:
         """The body to send ``model``'s engine, and the request's max_tokens.
 
-        Checks the model's max_tokens cap (400 past it) and applies its rules
-        (below). ``body`` is the client's bytes: sent untouched unless a rule
-        changed the payload.
+        Checks the caller may use the model, that no field steers the upstream,
+        the model's max_tokens cap (400 past it), and applies its rules (below).
+        ``body`` is the client's bytes: sent untouched unless a rule changed the
+        payload.
         """
+        self.authorize(principal, model)
+        check_steering(payload, body)
         max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
         self._check_limits(model, payload)
         if not payload:
@@ -273,13 +303,16 @@ class Proxy:
         return out
 
     async def call_json(
-        self, model: ManagedModel, upstream_path: str, payload: dict[str, Any]
+        self, model: ManagedModel, upstream_path: str, payload: dict[str, Any],
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """One non-streaming request to ``model``'s engine, for routes that reshape answers.
 
         Limits, renaming, retries on another instance and usage recording are
         the same as on the relay path; the caller turns the JSON into its shape.
         """
+        self.authorize(principal, model)
+        check_steering(payload)
         payload = dict(payload)
         max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
         self._check_limits(model, payload)
@@ -305,6 +338,12 @@ class Proxy:
             self.usage.record(model.name, 200, usage if isinstance(usage, dict) else None, None,
                               time.monotonic() - began)
             return answer
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The caller the guard put in the scope (None where no guard ran: tests, tools)."""
+    state = scope.get("state")
+    return state.get("principal") if state else None
 
 
 def _retryable(exc: FleetError) -> bool:

@@ -15,6 +15,8 @@ from modelfleet.errors import InvalidRequestError
 
 MAX_N = 16
 MAX_STOP = 16
+MAX_MESSAGES = 2048
+MAX_DOCUMENTS = 1000
 
 
 class _Request(BaseModel):
@@ -54,7 +56,7 @@ class _Sampling(_Request):
 
 
 class ChatCompletionRequest(_Sampling):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
 
 
@@ -80,7 +82,7 @@ class RerankRequest(_Request):
     """Jina / Cohere rerank (not in OpenAI)."""
 
     query: str = Field(min_length=1)
-    documents: list[str | RerankDocument] = Field(min_length=1)
+    documents: list[str | RerankDocument] = Field(min_length=1, max_length=MAX_DOCUMENTS)
     top_n: int | None = Field(None, ge=1)
     return_documents: bool | None = True
 

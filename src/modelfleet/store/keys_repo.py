@@ -77,6 +77,11 @@ class UsersRepo:
     async def set_password(self, user_id: str, password_hash: str) -> None:
         await self._set(user_id, password_hash=password_hash)
 
+    async def set_role(self, user_id: str, role: str) -> None:
+        if role not in ROLES:
+            raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", param="role")
+        await self._set(user_id, role=role)
+
     async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
         await self._set(user_id, disabled=disabled)
 
@@ -101,12 +106,15 @@ class KeysRepo:
         tpm: int | None = None,
         expires_at: datetime | None = None,
         secret: str | None = None,
+        role: str = "user",
     ) -> tuple[ApiKeyRow, str]:
         """A new key and its secret, which is never retrievable again.
 
         ``secret`` imports a key declared elsewhere (a flag, a config file) instead of
         generating one; it is stored hashed all the same.
         """
+        if role not in ROLES:
+            raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", param="role")
         if secret is not None and len(secret) < 8:
             raise InvalidRequestError("an API key must be 8 characters or more", param="secret")
         secret = secret or new_secret()
@@ -114,6 +122,7 @@ class KeysRepo:
             name=name,
             prefix=secret[:PREFIX_CHARS],
             secret_hash=hash_secret(secret),
+            role=role,
             owner_id=owner_id,
             allowed_models=list(allowed_models) if allowed_models is not None else None,
             rpm=rpm,

@@ -182,6 +182,8 @@ class ApiKeyRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # user: inference and reads; admin: management too (a key for automation).
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     owner_id: Mapped[str | None] = mapped_column(
         String(64), ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
@@ -196,7 +198,7 @@ class ApiKeyRow(Base):
 
     def to_api(self) -> dict[str, Any]:
         """The listing view: never the secret, never its hash."""
-        return {"id": self.id, "name": self.name, "prefix": self.prefix,
+        return {"id": self.id, "name": self.name, "prefix": self.prefix, "role": self.role,
                 "owner_id": self.owner_id, "allowed_models": self.allowed_models,
                 "rpm": self.rpm, "tpm": self.tpm, "expires_at": iso_z(self.expires_at),
                 "created_at": iso_z(self.created_at), "last_used_at": iso_z(self.last_used_at),
