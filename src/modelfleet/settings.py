@@ -198,18 +198,25 @@ class Settings(BaseSettings):
     data_dir: Path = Path("~/.local/share/modelfleet")
     database_url: str | None = None
     redis_url: str | None = None
+    # Every Redis key and channel of this fleet starts with it (several fleets, one Redis).
+    redis_prefix: str = Field("modelfleet:", min_length=1, max_length=64)
     auth: AuthSettings = AuthSettings()
     media: MediaSettings = MediaSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
     models: list[ModelConfig] = []
     # Declared devices replace detection (NVML for GPUs, psutil for the CPU).
     devices: list[DeviceSpec] | None = None
+    # The module NVML is read through (``pynvml`` when unset): for tests and for exotic
+    # NVML builds. ``MODELFLEET_NVML_MODULE`` in the environment.
+    nvml_module: str | None = None
     log_level: LogLevel = "info"
     # Runtime knobs that ``/api/config`` also reads and writes (seed 002's names).
     max_concurrent_models: MaxModels = 10
     health_check_interval: HealthInterval = 60.0
     gpu_monitor_interval: MonitorInterval = 30.0
     alert_thresholds: AlertThresholds = AlertThresholds()
+    # Seconds between two evaluations of the alert rules.
+    alert_interval: float = Field(15.0, gt=0, le=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

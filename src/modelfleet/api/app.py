@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from modelfleet import __version__
 from modelfleet.api import (
+    alerts,
     auth,
     config,
     devices,
@@ -32,9 +33,12 @@ from modelfleet.api import (
     health,
     logs,
     manage,
+    metrics,
     model_inference,
     models,
     openapi,
+    system,
+    ws,
 )
 from modelfleet.api.core import Core
 from modelfleet.auth.guard import Guard
@@ -83,11 +87,16 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(manage.router, prefix="/api")
     api.include_router(manage.router, prefix="/api/v1")
     api.include_router(config.router, prefix="/api")
+    api.include_router(alerts.router, prefix="/api")
+    api.include_router(alerts.router, prefix="/api/v1")
     api.include_router(auth.router, prefix="/api")
     api.include_router(auth.router, prefix="/api/v1")
     api.include_router(config.router, prefix="/api/v1")
     api.include_router(models.router)
     api.include_router(devices.router)
+    api.include_router(metrics.router)
+    api.include_router(system.router)
+    api.include_router(ws.router)
     api.include_router(generate.router)
     api.include_router(logs.router)
     api.router.routes.extend(model_inference.routes())

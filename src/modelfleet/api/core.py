@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiohttp
 from fastapi import Depends, Request
@@ -16,9 +16,14 @@ from modelfleet.auth.authenticator import Authenticator
 from modelfleet.auth.bootstrap import auth_configured, check_bind, ensure_admin
 from modelfleet.auth.tokens import TokenIssuer, load_secret
 from modelfleet.fleet.registry import Fleet
+from modelfleet.gateway.admission import Admission
 from modelfleet.gateway.proxy import Proxy
 from modelfleet.gateway.relay import Relay, make_session
-from modelfleet.observability.usage import UsageBook
+from modelfleet.observability.alerts import AlertEngine
+from modelfleet.observability.feed import LiveFeed
+from modelfleet.observability.records import MetricsBook, summary_of
+from modelfleet.observability.scrape import EngineScraper
+from modelfleet.observability.system import SystemSample, SystemSampler, gpu_events
 from modelfleet.settings import Settings
 from modelfleet.store import Store
 
@@ -31,7 +36,12 @@ class Core:
     session: aiohttp.ClientSession
     fleet: Fleet
     relay: Relay
-    usage: UsageBook
+    metrics: MetricsBook
+    admission: Admission
+    system: SystemSampler
+    alerts: AlertEngine
+    engine_stats: EngineScraper
+    feed: LiveFeed
     proxy: Proxy
     store: Store
     auth: Authenticator
@@ -76,13 +86,69 @@ class Core:
             await store.close()
             raise
         relay = Relay(session, settings.timeouts)
-        usage = UsageBook()
-        proxy = Proxy(settings, fleet, relay, usage)
-        return cls(settings=settings, session=session, fleet=fleet, relay=relay, usage=usage,
-                   proxy=proxy, store=store, auth=auth, issuer=issuer)
+        metrics = MetricsBook()
+        admission = Admission.from_settings(settings)
+        proxy = Proxy(settings, fleet, relay, metrics, admission)
+        system = SystemSampler(settings)
+        core = cls(settings=settings, session=session, fleet=fleet, relay=relay,
+                   metrics=metrics, admission=admission, proxy=proxy, store=store, auth=auth,
+                   issuer=issuer, system=system, alerts=None,  # type: ignore[arg-type]
+                   engine_stats=EngineScraper(fleet, session),
+                   feed=None)  # type: ignore[arg-type]
+        core.alerts = AlertEngine(store, settings, core.snapshot,
+                                  interval_s=settings.alert_interval)
+        core.feed = LiveFeed(core.model_states, core.request_figures)
+        system.subscribe(core.publish_gpus)
+        core.alerts.subscribe(core.feed.publish)
+        return core
+
+    def publish_gpus(self, sample: SystemSample) -> None:
+        for event in gpu_events(sample):
+            self.feed.publish(event)
+
+    def model_states(self) -> dict[str, dict[str, str]]:
+        return {m.name: {"status": m.state.value, "health": m.health}
+                for m in self.fleet.models.values()}
+
+    def request_figures(self) -> dict[str, dict[str, Any]]:
+        """Each model's live figures, for the feed's ``request_metrics``."""
+        queues = self.admission.stats()["models"]
+        out = {}
+        for model in self.fleet.models.values():
+            series = self.metrics.models.get(model.name)
+            figures = summary_of(series) if series else None
+            out[model.name] = {
+                "running": model.in_flight,
+                "waiting": queues.get(model.name, {}).get("waiting", 0),
+                "requests_per_second": figures["requests_per_second"] if figures else 0.0,
+                "ttft_p50": figures["ttft"]["p50"] if figures else None,
+                "ttft_p95": figures["ttft"]["p95"] if figures else None,
+                "latency_p50": figures["latency"]["p50"] if figures else None,
+                "latency_p95": figures["latency"]["p95"] if figures else None,
+            }
+        return out
+
+    def snapshot(self) -> dict[str | None, dict[str, float]]:
+        """What alert rules read: request figures (global and per model), the host's
+        and the queues'."""
+        figures = self.metrics.snapshot()
+        figures[None].update(self.system.metrics())
+        queues = self.admission.stats()["models"]
+        for model in self.fleet.models.values():
+            mine = figures.setdefault(model.name, {})
+            mine["running_requests"] = float(model.in_flight)
+            mine["queue_waiting"] = float(queues.get(model.name, {}).get("waiting", 0))
+        figures[None]["running_requests"] = float(self.fleet.in_flight())
+        figures[None]["queue_waiting"] = sum(
+            float(gate.get("waiting", 0)) for gate in queues.values())
+        return figures
 
     async def start(self) -> None:
+        await self.system.start()
         await self.fleet.start()
+        self.alerts.start()
+        self.engine_stats.start()
+        self.feed.start()
 
     def begin_shutdown(self) -> None:
         """The server stops taking connections: end every open log stream now, so that
@@ -93,8 +159,13 @@ class Core:
 
     async def close(self) -> None:
         try:
+            await self.feed.close()
+            await self.alerts.close()
+            await self.engine_stats.close()
+            await self.system.close()
             await self.fleet.close()
             await self.proxy.media.close()
+            await self.admission.close()
             await self.session.close()
         finally:
             await self.store.close()

@@ -2,8 +2,9 @@
 
 ``cuda`` lists the GPUs and ``cpu`` the host's processor and RAM, from the same
 inventory placement uses (NVML and psutil, or the config's declared devices);
-``online`` says whether any device of that kind is there. Memory is in MB;
-figures that cannot be measured (declared devices) are null.
+``online`` says whether any device of that kind is there. Memory is in MB,
+temperature in °C and utilization in percent; figures that cannot be measured
+(declared devices, a query the driver refuses) are null.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def devices_info(devices: list[Device]) -> dict[str, Any]:
     cpus = [d for d in devices if d.id == "cpu"]
     cuda = {"device_count": len(gpus), "devices": [
         {"id": d.id, "name": d.name, **_memory(d),
-         "temperature": (d.extra or {}).get("temperature")} for d in gpus]}
+         "temperature": (d.extra or {}).get("temperature"),
+         "utilization": (d.extra or {}).get("utilization")} for d in gpus]}
     cpu: dict[str, Any] = {"cpu_count": None, "memory_total": None, "memory_used": None,
                            "memory_free": None}
     if cpus:

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from modelfleet import __version__
 from modelfleet.api.core import CoreDep
 from modelfleet.fleet.model import ManagedModel, ModelState
+from modelfleet.observability.system import gpu_summary
 
 router = APIRouter(tags=["health"])
 
@@ -38,7 +39,8 @@ async def root(core: CoreDep) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(core: CoreDep) -> dict[str, Any]:
-    """Liveness of the gateway, with each model's state."""
+    """Liveness of the gateway, with each model's state and seed 001's ``gpu`` block
+    (the first GPU at the last sample, in GB; null without a GPU)."""
     models = core.fleet.models.values()
     return {
         "status": "ok",
@@ -47,7 +49,7 @@ async def health(core: CoreDep) -> dict[str, Any]:
         "running_models": sum(m.state is ModelState.READY for m in models),
         "models": {m.name: m.state.value for m in models},
         "total": len(core.fleet.models),
-        "gpu": None,
+        "gpu": gpu_summary(core.system.latest()),
         "limits": _limits(core),
     }
 

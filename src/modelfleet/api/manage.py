@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -78,7 +79,7 @@ def live_of(core: Core, name: str) -> dict[str, Any]:
             "instances": len(model.instances),
             "pending_requests": model.in_flight,
         },
-        "performance_stats": core.usage.of(model.name).stats(),
+        "performance_stats": core.metrics.models[model.name].performance(time.monotonic()),
     }
 
 

@@ -9,6 +9,7 @@ may call the route (403, see ``policy``).
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import parse_qs
 
 from modelfleet.auth.authenticator import Authenticator, bearer_of
 from modelfleet.auth.policy import required_role
@@ -65,7 +66,15 @@ class Guard:
         role = required_role(scope.get("method", "GET"), scope["path"], self.settings.auth)
         if role is None:
             return PUBLIC if self.auth.enabled else ANONYMOUS
-        principal = await self.auth.authenticate(bearer_of(headers))
+        bearer = bearer_of(headers)
+        if bearer is None and scope["type"] == "websocket":
+            bearer = _query_token(scope)  # browsers cannot set headers on a WebSocket
+        principal = await self.auth.authenticate(bearer)
         if role == "admin" and not principal.is_admin:
             raise PermissionDeniedError("this route needs an admin", code="ADMIN_REQUIRED")
         return principal
+
+
+def _query_token(scope: Scope) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else None

@@ -43,7 +43,8 @@ class Fleet:
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
-        self.placement = Placement(inventory_for(settings.devices), lambda: self.models.values(),
+        self.placement = Placement(inventory_for(settings.devices, settings.nvml_module),
+                                   lambda: self.models.values(),
                                    lambda: self.settings.max_concurrent_models)
         self._health: asyncio.Task[None] | None = None
         for cfg in settings.models if models is None else models:
@@ -177,6 +178,10 @@ class Fleet:
                 ):
                     model.log.append(f"[modelfleet] idle for {timeout:g}s; unloading")
                     self._spawn(model.stop())
+
+    def in_flight(self) -> int:
+        """Requests being served by every model now."""
+        return sum(m.in_flight for m in self.models.values())
 
     def set_start_timeout(self, seconds: float) -> None:
         """The start timeout of every model whose config does not set its own."""

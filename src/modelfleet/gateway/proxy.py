@@ -1,7 +1,7 @@
 """The request path for inference routes, in raw ASGI.
 
 read body → parse → validate → resolve model → ready it and lease an
-instance → relay → record usage. FastAPI is not on this path (its per-request
+instance → relay → record the request. FastAPI is not on this path (its per-request
 cost is several times the relay's); the routes are still documented in the
 OpenAPI schema (api/openapi.py) from the same protocol models.
 
@@ -12,8 +12,10 @@ upstream connection at once, so the engine stops generating for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +34,7 @@ from modelfleet.errors import (
 )
 from modelfleet.fleet.model import Instance, ManagedModel
 from modelfleet.fleet.registry import Fleet
+from modelfleet.gateway.admission import Admission
 from modelfleet.gateway.asgi import (
     ClientDisconnected,
     Receive,
@@ -45,7 +48,8 @@ from modelfleet.gateway.asgi import (
 from modelfleet.gateway.bounds import check_steering
 from modelfleet.gateway.media import MediaFetcher, inline_media
 from modelfleet.gateway.relay import Relay
-from modelfleet.observability.usage import UsageBook
+from modelfleet.gateway.trace import Trace
+from modelfleet.observability.records import MetricsBook, RequestRecord
 from modelfleet.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -88,11 +92,13 @@ def is_forwarded(path: str) -> bool:
 
 
 class Proxy:
-    def __init__(self, settings: Settings, fleet: Fleet, relay: Relay, usage: UsageBook):
+    def __init__(self, settings: Settings, fleet: Fleet, relay: Relay, metrics: MetricsBook,
+                 admission: Admission):
         self.settings = settings
         self.fleet = fleet
         self.relay = relay
-        self.usage = usage
+        self.metrics = metrics
+        self.admission = admission
         self.max_body = settings.server.max_body_bytes
         self.media = MediaFetcher(settings.media)
 
@@ -100,6 +106,7 @@ class Proxy:
         """Serve one inference request; every failure leaves as the JSON error shape."""
         path = scope["path"]
         sent = SendGuard(send)
+        began = time.monotonic()
         try:
             body = await read_body(receive, self.max_body)
             payload = self._payload(scope, body, spec)
@@ -112,7 +119,8 @@ class Proxy:
             if await self.inline_media(payload, body):
                 body = b""  # changed: prepare serialises the payload again
             body, max_tokens = self.prepare(model, payload, body or None, principal)
-            await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens)
+            await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens,
+                                     began)
         except ClientDisconnected:
             return
         except Exception as exc:  # noqa: BLE001 - every error leaves as JSON
@@ -121,6 +129,10 @@ class Proxy:
                 log.exception("unexpected error on %s", path)
             if not sent.started:
                 await send_error(send, err, path)
+            if not getattr(exc, "recorded", False):  # refused before reaching a model
+                self.metrics.record(RequestRecord(
+                    model="", route=route_label(path), status=err.status,
+                    e2e_s=time.monotonic() - began, error_type=err.code))
 
     async def handle_any(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Any other OpenAI-style route: forwarded to the engine of the body's model."""
@@ -222,13 +234,14 @@ class Proxy:
 
     async def relay_request(
         self, scope: Scope, receive: Receive, send: Send, model: ManagedModel,
-        upstream_path: str, body: bytes, max_tokens: object,
+        upstream_path: str, body: bytes, max_tokens: object, began: float | None = None,
     ) -> None:
-        """Relay ``body`` to ``upstream_path`` on an instance of ``model`` and answer.
+        """Admit, then relay ``body`` to ``upstream_path`` on an instance of ``model``.
 
         A failure before the first byte reached the client is retried once on
         each other instance, then on the model's fallbacks. A client that leaves
-        cancels the request (and so the upstream one).
+        cancels the request: in the admission queue, or upstream. Every request
+        leaves one record (``observability/records.py``).
         """
         guard = send if isinstance(send, SendGuard) else SendGuard(send)
         task = asyncio.current_task()
@@ -236,19 +249,41 @@ class Proxy:
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, guard, task))
         if scope.get("query_string"):
             upstream_path += "?" + scope["query_string"].decode("latin-1")
+        trace = Trace(model.name, route_label(scope["path"]), began)
         try:
-            await self._relay_with_retries(scope, guard, model, upstream_path, body, max_tokens)
+            async with self._admitted(model, principal_of(scope), trace):
+                await self._relay_with_retries(scope, guard, model, upstream_path, body,
+                                               max_tokens, trace)
         except asyncio.CancelledError:
             if not watcher.done() or watcher.cancelled():
                 raise
-            self.usage.record(model.name, 499, None, None)
+            trace.status = 499
             log.info("client left %s for %s; upstream request aborted", scope["path"], model.name)
+        except FleetError as exc:
+            trace.fail(exc)
+            exc.recorded = True  # type: ignore[attr-defined]
+            raise
         finally:
             watcher.cancel()
+            self.metrics.record(trace.record())
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, model: ManagedModel, principal: Principal | None,
+                        trace: Trace) -> AsyncIterator[None]:
+        """Hold an admission ticket (rate limits, the model's and the fleet's queues)."""
+        ticket = await self.admission.admit(
+            model_name=model.name, limits=model.cfg.limits, priority=model.cfg.priority,
+            key_id=principal.key_id if principal else None,
+            rpm=principal.rpm if principal else None, tpm=principal.tpm if principal else None)
+        trace.admitted(ticket.queued_s, principal)
+        try:
+            yield
+        finally:
+            await ticket.release(tokens=trace.prompt_tokens + trace.completion_tokens)
 
     async def _relay_with_retries(
         self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
-        body: bytes, max_tokens: object,
+        body: bytes, max_tokens: object, trace: Trace,
     ) -> None:
         tried: list[Instance] = []
         candidates = [model, *self._fallbacks(model)]
@@ -260,10 +295,9 @@ class Proxy:
                 before = len(tried)
                 try:
                     await self._relay_once(scope, send, current, upstream_path, body, max_tokens,
-                                           tried)
+                                           tried, trace)
                     return
                 except FleetError as exc:
-                    self.usage.record(current.name, exc.status, None, exc)
                     if send.started or not _retryable(exc):
                         raise
                     last = exc
@@ -278,20 +312,20 @@ class Proxy:
 
     async def _relay_once(
         self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
-        body: bytes, max_tokens: object, tried: list[Instance],
+        body: bytes, max_tokens: object, tried: list[Instance], trace: Trace,
     ) -> None:
         async with model.lease(exclude=tried) as instance:
             tried.append(instance)
-            began = time.monotonic()
+            trace.reached(model.name, instance)
+            self.metrics.note_running(self.fleet.in_flight())
             outcome = await self.relay.forward(
                 send, scope["method"], instance.base_url + upstream_path, body,
                 path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
                 rewriter=model.rewriter,
             )
+        trace.answered(outcome)
         if outcome.error is None and outcome.status < 400:
             model.note_success()
-        self.usage.record(model.name, outcome.status, outcome.usage, outcome.error,
-                          time.monotonic() - began)
 
     def _fallbacks(self, model: ManagedModel) -> list[ManagedModel]:
         out = []
@@ -317,27 +351,51 @@ class Proxy:
         max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens")
         self._check_limits(model, payload)
         self._apply_model_rules(model, payload)
+        trace = Trace(model.name, upstream_path)
+        try:
+            async with self._admitted(model, principal, trace):
+                return await self._call_with_retries(model, upstream_path, payload, max_tokens,
+                                                     trace)
+        except FleetError as exc:
+            trace.fail(exc)
+            raise
+        finally:
+            self.metrics.record(trace.record())
+
+    async def _call_with_retries(self, model: ManagedModel, upstream_path: str,
+                                 payload: dict[str, Any], max_tokens: object,
+                                 trace: Trace) -> dict[str, Any]:
         tried: list[Instance] = []
         while True:
             before = len(tried)
             try:
                 async with model.lease(exclude=tried) as instance:
                     tried.append(instance)
-                    began = time.monotonic()
+                    trace.reached(model.name, instance)
                     answer = await self.relay.call_json(
                         instance.base_url + upstream_path, payload, max_tokens=max_tokens,
                         api_key=model.cfg.api_key)
             except FleetError as exc:
-                self.usage.record(model.name, exc.status, None, exc)
                 if (not _retryable(exc) or len(tried) == before
                         or len(tried) >= model.cfg.replicas):
                     raise
                 continue
             model.note_success()
             usage = answer.get("usage")
-            self.usage.record(model.name, 200, usage if isinstance(usage, dict) else None, None,
-                              time.monotonic() - began)
+            trace.answered_json(usage if isinstance(usage, dict) else None)
             return answer
+
+
+_MODEL_PATHS = ("/generate", "/chat/completions", "/embeddings")
+
+
+def route_label(path: str) -> str:
+    """The route as a metrics label: bounded, whatever paths clients send."""
+    if path in INFERENCE_ROUTES or path in ENGINE_ROUTES:
+        return path
+    if path.startswith("/api/") and path.endswith(_MODEL_PATHS):
+        return "/api/models/{id}" + next(p for p in _MODEL_PATHS if path.endswith(p))
+    return "other"
 
 
 def principal_of(scope: Scope) -> Principal | None:

@@ -16,6 +16,8 @@ error object, then ``data: [DONE]``.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +44,18 @@ _SSE_HEADERS = [
 ]
 
 
+# An SSE event that carries generated text (not the role chunk, not an empty delta).
+_TEXT_EVENT = re.compile(rb'"(?:content|text)":"(?!")')
+
+
 @dataclass(slots=True)
 class Outcome:
     status: int = 0
     usage: dict | None = None
     streamed: bool = False
     error: FleetError | None = None
+    first_token_at: float | None = None  # monotonic time the first text chunk went out
+    text_events: int = 0
 
 
 def make_session(timeouts: TimeoutSettings) -> aiohttp.ClientSession:
@@ -200,6 +208,11 @@ class Relay:
                 if b'"usage"' in chunk:
                     outcome.usage = _usage_in_events(chunk) or outcome.usage
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                texts = len(_TEXT_EVENT.findall(chunk))
+                if texts:
+                    outcome.text_events += texts
+                    if outcome.first_token_at is None:
+                        outcome.first_token_at = time.monotonic()
         except TimeoutError:
             outcome.error = InferenceTimeoutError("the engine stalled mid-stream")
         except (aiohttp.ClientError, OSError) as exc:

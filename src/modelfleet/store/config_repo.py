@@ -3,12 +3,11 @@ rules with the events they fired."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from modelfleet.errors import InvalidRequestError, NotFoundError
@@ -23,18 +22,8 @@ from modelfleet.store.tables import (
     utcnow,
 )
 
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
-_RULE_FIELDS = ("name", "metric", "op", "threshold", "window_s", "severity", "enabled")
-
-
-def parse_condition(condition: str) -> tuple[str, str, float]:
-    """``"gpu_utilization > 90"`` (seed 002's form) as (metric, op, threshold)."""
-    match = _CONDITION.match(condition)
-    if not match:
-        raise InvalidRequestError(
-            f"condition {condition!r} is not '<metric> <op> <number>'", param="condition"
-        )
-    return match.group(1), match.group(2), float(match.group(3))
+RULE_FIELDS = ("name", "condition", "metric", "model", "op", "threshold", "for_s",
+               "severity", "enabled", "channels")
 
 
 class SettingsRepo:
@@ -80,7 +69,7 @@ def _rule_not_found(rule_id: str) -> NotFoundError:
 
 
 def _check_rule(fields: Mapping[str, Any]) -> None:
-    unknown = set(fields) - set(_RULE_FIELDS)
+    unknown = set(fields) - set(RULE_FIELDS)
     if unknown:
         raise InvalidRequestError(f"unknown alert rule field {sorted(unknown)[0]!r}")
     if "op" in fields and fields["op"] not in OPS:
@@ -89,11 +78,15 @@ def _check_rule(fields: Mapping[str, Any]) -> None:
         raise InvalidRequestError(
             f"severity must be one of {', '.join(SEVERITIES)}", param="severity"
         )
-    if "window_s" in fields and int(fields["window_s"]) < 1:
-        raise InvalidRequestError("window_s must be 1 or more", param="window_s")
+    if "for_s" in fields and not float(fields["for_s"]) >= 0:
+        raise InvalidRequestError("for_s must be 0 or more", param="for_s")
 
 
 class AlertsRepo:
+    """Rules (``metric op threshold`` for ``for_s`` seconds, on one model or the host) and
+    the events of their alerts. Conditions are parsed and channels checked before they
+    reach here (``observability.alert_rules``, ``observability.notify``)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -104,17 +97,39 @@ class AlertsRepo:
         op: str,
         threshold: float,
         *,
-        window_s: int = 60,
+        condition: str = "",
+        model: str | None = None,
+        for_s: float = 0.0,
         severity: str = "warning",
         enabled: bool = True,
+        channels: Sequence[Mapping[str, Any]] = ({"type": "log"},),
     ) -> AlertRuleRow:
-        """A rule "``metric op threshold`` over the last ``window_s`` seconds"."""
-        _check_rule({"op": op, "severity": severity, "window_s": window_s})
+        _check_rule({"op": op, "severity": severity, "for_s": for_s})
         row = AlertRuleRow(name=name, metric=metric, op=op, threshold=float(threshold),
-                           window_s=int(window_s), severity=severity, enabled=enabled)
+                           condition=condition, model=model, for_s=float(for_s),
+                           severity=severity, enabled=enabled,
+                           channels=[dict(c) for c in channels])
         async with self.db.write() as s:
             s.add(row)
         return row
+
+    async def upsert_builtin(
+        self, rule_id: str, *, name: str, metric: str, op: str, threshold: float,
+        condition: str, severity: str, channels: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Insert a built-in rule's row, or bring it up to date (its threshold follows
+        the settings)."""
+        values = {"id": rule_id, "name": name, "metric": metric, "op": op,
+                  "threshold": float(threshold), "condition": condition, "model": None,
+                  "for_s": 0.0, "severity": severity, "enabled": True,
+                  "channels": [dict(c) for c in channels], "builtin": True, "window_s": 60,
+                  "created_at": utcnow()}
+        stmt = self.db.insert(AlertRuleRow).values(values)
+        changed = ("name", "metric", "op", "threshold", "condition", "severity", "channels")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={k: getattr(stmt.excluded, k) for k in changed})
+        async with self.db.write() as s:
+            await s.execute(stmt)
 
     async def get_rule(self, rule_id: str) -> AlertRuleRow:
         async with self.db.read() as s:
@@ -123,10 +138,15 @@ class AlertsRepo:
             raise _rule_not_found(rule_id)
         return row
 
-    async def list_rules(self, *, enabled_only: bool = False) -> Sequence[AlertRuleRow]:
+    async def list_rules(
+        self, *, enabled_only: bool = False, builtin: bool | None = None
+    ) -> Sequence[AlertRuleRow]:
+        """Rules oldest first; ``builtin`` True or False keeps only those (or the others)."""
         query = select(AlertRuleRow).order_by(AlertRuleRow.created_at, AlertRuleRow.id)
         if enabled_only:
             query = query.where(AlertRuleRow.enabled.is_(True))
+        if builtin is not None:
+            query = query.where(AlertRuleRow.builtin.is_(builtin))
         async with self.db.read() as s:
             return (await s.scalars(query)).all()
 
@@ -156,17 +176,31 @@ class AlertsRepo:
         message: str = "",
         *,
         at: datetime | None = None,
+        model: str | None = None,
+        alert_id: str | None = None,
+        event_id: str | None = None,
     ) -> AlertEventRow:
+        """Record a firing or resolved event; ``alert_id`` ties a resolved event to the
+        firing one (a firing event is its own alert: pass its ``event_id`` as both)."""
         if state not in ALERT_STATES:
             raise InvalidRequestError(f"state must be one of {', '.join(ALERT_STATES)}")
         row = AlertEventRow(rule_id=rule_id, state=state, value=value, message=message,
-                            at=at or utcnow())
+                            at=at or utcnow(), model=model, alert_id=alert_id)
+        if event_id is not None:
+            row.id = event_id
         try:
             async with self.db.write() as s:
                 s.add(row)
         except IntegrityError as exc:  # the foreign key: no such rule
             raise _rule_not_found(rule_id) from exc
         return row
+
+    async def note_on_event(self, event_id: str, note: str) -> None:
+        """Append ``note`` to an event's message (a notification that failed later)."""
+        async with self.db.write() as s:
+            row = await s.get(AlertEventRow, event_id)
+            if row is not None:
+                row.message = f"{row.message}; {note}" if row.message else note
 
     async def events(
         self,
@@ -183,3 +217,18 @@ class AlertsRepo:
             query = query.where(AlertEventRow.rule_id == rule_id)
         async with self.db.read() as s:
             return (await s.scalars(query.limit(limit))).all()
+
+    async def latest_events(self) -> Sequence[AlertEventRow]:
+        """The newest event of each (rule, model) pair: what was firing when the service
+        stopped. A resolved event wins a tie with a firing one."""
+        newest = func.row_number().over(
+            partition_by=(AlertEventRow.rule_id, AlertEventRow.model),
+            order_by=(AlertEventRow.at.desc(), AlertEventRow.state.desc()),
+        ).label("newest")
+        ranked = select(AlertEventRow.id, newest).subquery()
+        query = (select(AlertEventRow)
+                 .join(ranked, ranked.c.id == AlertEventRow.id)
+                 .where(ranked.c.newest == 1)
+                 .order_by(AlertEventRow.at, AlertEventRow.id))
+        async with self.db.read() as s:
+            return (await s.scalars(query)).all()

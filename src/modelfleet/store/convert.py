@@ -175,8 +175,12 @@ def _row_columns(row: ModelRow) -> dict[str, Any]:
 
 def model_config_of_row(row: ModelRow) -> ModelConfig:
     """A stored row as ModelConfig; a row that no longer validates is a ConfigError."""
+    columns = _row_columns(row)
+    config = dict(columns.get("config") or {})
+    if "priority" not in config:  # API-made models keep it in its column (seed 002's field)
+        columns["config"] = {**config, "priority": row.priority or 0}
     try:
-        return model_config_of(_row_columns(row))
+        return model_config_of(columns)
     except ValidationError as exc:
         raise ConfigError(f"stored model {row.name!r} is not a valid model: {exc}") from None
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -206,6 +207,16 @@ class ApiKeyRow(Base):
 
 
 class AlertRuleRow(Base):
+    """An alert rule: ``condition`` as written, and its parsed parts beside it.
+
+    ``channels`` holds the normalised notification channels (``{"type": "log"}``,
+    ``{"type": "webhook", "url", "headers"}``…). Built-in rules (``builtin``) are rows
+    too, so that their events have a rule to belong to; their threshold follows
+    ``alert_thresholds`` and is rewritten by the alert engine. ``window_s`` is no longer
+    read (a condition's ``for`` replaced it); it stays because dropping a column on
+    SQLite rebuilds the table, and dropping ``alert_rules`` would cascade to its events.
+    """
+
     __tablename__ = "alert_rules"
     __table_args__ = (_one_of("op", OPS, "op"), _one_of("severity", SEVERITIES, "severity"))
 
@@ -218,16 +229,29 @@ class AlertRuleRow(Base):
     severity: Mapped[str] = mapped_column(String(16), default="warning")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    condition: Mapped[str] = mapped_column(Text, default="", server_default="")
+    model: Mapped[str | None] = mapped_column(String(200))
+    for_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    channels: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONType, default=list, server_default=text("'[]'"))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "metric": self.metric, "op": self.op,
-                "threshold": self.threshold,
-                "condition": f"{self.metric} {self.op} {self.threshold:g}",
-                "window_s": self.window_s, "severity": self.severity, "enabled": self.enabled,
+        scope = f'{{model="{self.model}"}}' if self.model is not None else ""
+        return {"id": self.id, "name": self.name,
+                "condition": self.condition
+                or f"{self.metric}{scope} {self.op} {self.threshold:g}",
+                "metric": self.metric, "model": self.model, "op": self.op,
+                "threshold": self.threshold, "for_s": self.for_s, "severity": self.severity,
+                "enabled": self.enabled, "channels": self.channels, "builtin": self.builtin,
                 "created_at": iso_z(self.created_at)}
 
 
 class AlertEventRow(Base):
+    """A rule's alert began (``firing``) or ended (``resolved``) for one scope (``model``,
+    None for the host). Both events of one alert carry the firing event's id as
+    ``alert_id``."""
+
     __tablename__ = "alert_events"
     __table_args__ = (_one_of("state", ALERT_STATES, "state"),)
 
@@ -239,11 +263,13 @@ class AlertEventRow(Base):
     value: Mapped[float | None] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    model: Mapped[str | None] = mapped_column(String(200))
+    alert_id: Mapped[str | None] = mapped_column(String(64))
 
     def to_api(self) -> dict[str, Any]:
-        return {"alert_id": self.id, "id": self.id, "rule_id": self.rule_id,
-                "state": self.state, "value": self.value, "message": self.message,
-                "timestamp": iso_z(self.at)}
+        return {"alert_id": self.alert_id or self.id, "id": self.id, "rule_id": self.rule_id,
+                "state": self.state, "value": self.value, "model": self.model,
+                "message": self.message, "timestamp": iso_z(self.at)}
 
 
 class SettingRow(Base):

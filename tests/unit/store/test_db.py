@@ -72,7 +72,7 @@ async def test_migrations_create_every_table_and_rerun_as_a_no_op(
         assert set(await store.db.table_names()) == TABLES | {"alembic_version"}
         async with store.db.read() as s:
             versions = (await s.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert [v[0] for v in versions] == ["0002"]
+        assert [v[0] for v in versions] == ["0003"]
         assert (await store.models.get("kept")).engine == "vllm"
     finally:
         await store.close()

@@ -1,0 +1,79 @@
+"""The Prometheus view: our own registry, rendered at ``/metrics``.
+
+Histograms of TTFT, TPOT, end-to-end and queue time; counters of requests,
+tokens and errors; gauges of running and waiting requests per model and
+instance (set at scrape time from the fleet and the admission gates); and
+seed 001's names (``vllm_num_waiting_requests``, ``vllm_num_running_requests``,
+``vllm_ttft_p95``, ``vllm_decoding_throughput_mean``) for dashboards built on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from modelfleet.observability.records import RequestRecord
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+PER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+INSTANCE = ("model", "instance", "role")
+
+
+class PromMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("modelfleet_requests", "Requests answered, by status code.",
+                                ["model", "route", "status"], registry=r)
+        self.errors = Counter("modelfleet_request_errors", "Failed requests, by error code.",
+                              ["model", "type"], registry=r)
+        self.tokens = Counter("modelfleet_tokens", "Tokens processed.",
+                              ["model", "kind"], registry=r)
+        self.ttft = Histogram("modelfleet_time_to_first_token_seconds",
+                              "Time to the first token relayed (streams).", INSTANCE,
+                              buckets=LATENCY, registry=r)
+        self.tpot = Histogram("modelfleet_time_per_output_token_seconds",
+                              "Time per output token after the first (streams).", INSTANCE,
+                              buckets=PER_TOKEN, registry=r)
+        self.e2e = Histogram("modelfleet_request_duration_seconds",
+                             "End-to-end request time at the gateway.", INSTANCE,
+                             buckets=LATENCY, registry=r)
+        self.queue = Histogram("modelfleet_queue_time_seconds",
+                               "Time spent waiting for admission.", ["model"],
+                               buckets=LATENCY, registry=r)
+        self.running = Gauge("modelfleet_running_requests", "Requests being served.",
+                             [*INSTANCE, "address"], registry=r)
+        self.waiting = Gauge("modelfleet_waiting_requests", "Requests queued for admission.",
+                             ["model"], registry=r)
+        self.model_up = Gauge("modelfleet_model_ready", "1 when the model is ready.",
+                              ["model", "state"], registry=r)
+        self.vllm_waiting = Gauge("vllm_num_waiting_requests",
+                                  "Number of requests waiting in queue (all models).",
+                                  registry=r)
+        self.vllm_running = Gauge("vllm_num_running_requests",
+                                  "Number of requests being processed (all models).",
+                                  registry=r)
+        self.vllm_ttft_p95 = Gauge("vllm_ttft_p95", "P95 time to first token, seconds.",
+                                   registry=r)
+        self.vllm_decoding = Gauge("vllm_decoding_throughput_mean",
+                                   "Mean decoding throughput, tokens per second.", registry=r)
+
+    def observe(self, rec: RequestRecord) -> None:
+        model = rec.model or "-"
+        self.requests.labels(model, rec.route, str(rec.status)).inc()
+        if not rec.ok and rec.status != 499:
+            self.errors.labels(model, rec.error_type or f"HTTP_{rec.status}").inc()
+        if not rec.model:
+            return
+        if rec.prompt_tokens:
+            self.tokens.labels(rec.model, "prompt").inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            self.tokens.labels(rec.model, "completion").inc(rec.completion_tokens)
+        labels = (rec.model, rec.instance or "none", rec.role)
+        self.e2e.labels(*labels).observe(rec.e2e_s)
+        self.queue.labels(rec.model).observe(rec.queue_s)
+        if rec.ttft_s is not None:
+            self.ttft.labels(*labels).observe(rec.ttft_s)
+        if rec.tpot_s is not None:
+            self.tpot.labels(*labels).observe(rec.tpot_s)
