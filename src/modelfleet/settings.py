@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     alert_thresholds: AlertThresholds = AlertThresholds()
     # Seconds between two evaluations of the alert rules.
     alert_interval: float = Field(15.0, gt=0, le=3600)
+    # Time series (/api/monitoring): how often the open buckets are written, how long
+    # hourly buckets are kept, and minute buckets.
+    rollup_interval_s: float = Field(60.0, ge=0.5, le=3600)
+    metrics_retention_days: float = Field(30.0, gt=0, le=3650)
+    metrics_retention_minutes_days: float = Field(2.0, gt=0, le=365)
 
     @field_validator("log_level", mode="before")
     @classmethod

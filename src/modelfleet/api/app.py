@@ -36,6 +36,7 @@ from modelfleet.api import (
     metrics,
     model_inference,
     models,
+    monitoring,
     openapi,
     system,
     ws,
@@ -95,6 +96,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(models.router)
     api.include_router(devices.router)
     api.include_router(metrics.router)
+    api.include_router(monitoring.router)
     api.include_router(system.router)
     api.include_router(ws.router)
     api.include_router(generate.router)

@@ -22,6 +22,7 @@ from modelfleet.gateway.relay import Relay, make_session
 from modelfleet.observability.alerts import AlertEngine
 from modelfleet.observability.feed import LiveFeed
 from modelfleet.observability.records import MetricsBook, summary_of
+from modelfleet.observability.rollup import Roller
 from modelfleet.observability.scrape import EngineScraper
 from modelfleet.observability.system import SystemSample, SystemSampler, gpu_events
 from modelfleet.settings import Settings
@@ -42,6 +43,7 @@ class Core:
     alerts: AlertEngine
     engine_stats: EngineScraper
     feed: LiveFeed
+    roller: Roller
     proxy: Proxy
     store: Store
     auth: Authenticator
@@ -94,12 +96,13 @@ class Core:
                    metrics=metrics, admission=admission, proxy=proxy, store=store, auth=auth,
                    issuer=issuer, system=system, alerts=None,  # type: ignore[arg-type]
                    engine_stats=EngineScraper(fleet, session),
-                   feed=None)  # type: ignore[arg-type]
+                   feed=None, roller=Roller(store, settings, system.latest))  # type: ignore[arg-type]
         core.alerts = AlertEngine(store, settings, core.snapshot,
                                   interval_s=settings.alert_interval)
         core.feed = LiveFeed(core.model_states, core.request_figures)
         system.subscribe(core.publish_gpus)
         core.alerts.subscribe(core.feed.publish)
+        metrics.listeners.append(core.roller.add)
         return core
 
     def publish_gpus(self, sample: SystemSample) -> None:
@@ -149,6 +152,7 @@ class Core:
         self.alerts.start()
         self.engine_stats.start()
         self.feed.start()
+        self.roller.start()
 
     def begin_shutdown(self) -> None:
         """The server stops taking connections: end every open log stream now, so that
@@ -160,6 +164,7 @@ class Core:
     async def close(self) -> None:
         try:
             await self.feed.close()
+            await self.roller.close()
             await self.alerts.close()
             await self.engine_stats.close()
             await self.system.close()

@@ -88,6 +88,11 @@ class Fleet:
         self._index(model)
         return model
 
+    def id_of(self, name: str) -> str:
+        """The store id of model ``name`` (its name when it has none)."""
+        model = self.models.get(name)
+        return next((i for i, m in self._ids.items() if m is model), name)
+
     def bind_id(self, name: str, model_id: str) -> None:
         """Let ``model_id`` (the store's id of model ``name``) find it too."""
         self._ids[model_id] = self.models[name]

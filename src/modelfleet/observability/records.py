@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,7 @@ class MetricsBook:
         self.instances: dict[str, Series] = defaultdict(Series)  # by instance address
         self.peak_running = 0
         self.started = time.time()
+        self.listeners: list[Callable[[RequestRecord], None]] = []  # e.g. the time series
 
     def record(self, rec: RequestRecord) -> None:
         now = time.monotonic()
@@ -133,6 +135,8 @@ class MetricsBook:
                 del self.instances[next(iter(self.instances))]  # the longest gone, likely
             self.instances[rec.instance].add(rec, now)
         self.prom.observe(rec)
+        for listener in self.listeners:
+            listener(rec)
 
     def note_running(self, running: int) -> None:
         self.peak_running = max(self.peak_running, running)
