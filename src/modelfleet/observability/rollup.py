@@ -12,8 +12,6 @@ index; utilization, memory used, temperature). Minutes are kept
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modelfleet.observability.periodic import Periodic
 from modelfleet.observability.records import RequestRecord
 from modelfleet.observability.system import SystemSample, sample_metrics
 from modelfleet.store import Store
@@ -115,7 +114,8 @@ class Roller:
         self._latest = latest
         self.minutes: dict[datetime, dict[str, Minute]] = defaultdict(
             lambda: defaultdict(Minute))
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.flush, lambda: settings.rollup_interval_s,
+                              "writing metric rollups")
         self._pruned = 0.0
 
     def add(self, rec: RequestRecord) -> None:
@@ -124,23 +124,14 @@ class Roller:
             self.minutes[bucket(rec.at)][rec.model].add(rec)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.flush()
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.rollup_interval_s)
-            try:
-                await self.flush()
-            except Exception:  # noqa: BLE001 - the next flush tries again
-                log.exception("writing metric rollups failed")
+        await self._loop.close()
+        try:
+            await self.flush()  # what the last minutes held
+        except Exception:  # noqa: BLE001 - closing goes on
+            log.exception("writing the last metric rollups failed")
 
     async def flush(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -10,7 +10,6 @@ answer) just has no engine-side figures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet.fleet.model import ModelState
 from modelfleet.fleet.registry import Fleet
+from modelfleet.observability.periodic import Periodic
 
 log = logging.getLogger("modelfleet.scrape")
 
@@ -70,24 +70,13 @@ class EngineScraper:
         self.session = session
         self.interval_s = interval_s
         self.stats: dict[str, dict[str, float]] = {}  # by instance address
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.scrape_once, lambda: self.interval_s, "engine scraping")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.scrape_once()
-            except Exception:  # noqa: BLE001 - one bad cycle must not stop the next
-                log.exception("scraping engine metrics failed")
+        await self._loop.close()
 
     async def scrape_once(self) -> None:
         targets = [(m, i) for m in list(self.fleet.models.values())
