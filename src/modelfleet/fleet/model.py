@@ -38,6 +38,7 @@ from modelfleet.engines.base import EngineAdapter
 from modelfleet.errors import FleetError, ModelStartError, UnavailableError
 from modelfleet.fleet.logs import ModelLog
 from modelfleet.fleet.placement import Placement, Reservation
+from modelfleet.fleet.routing import NO_HINT, Breaker, RouteHint, choose, make_policy
 from modelfleet.fleet.supervisor import EngineProcess, free_port
 from modelfleet.settings import ModelConfig, engine_environment
 
@@ -66,6 +67,7 @@ class Instance:
     # Periodic health checks: consecutive failures, and the last verdict (None: unchecked).
     health_failures: int = 0
     healthy: bool | None = None
+    breaker: Breaker = field(default_factory=Breaker)
 
     @property
     def pid(self) -> int | None:
@@ -106,6 +108,7 @@ class ManagedModel:
         self._transition_kind = ""
         self._watchers: list[asyncio.Task[None]] = []
         self._replacing: set[asyncio.Task[None]] = set()
+        self._policy = make_policy(cfg.routing)
 
     @property
     def name(self) -> str:
@@ -170,17 +173,21 @@ class ManagedModel:
         await asyncio.shield(self._transition)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
-    async def lease(self, exclude: Collection[Instance] = ()) -> AsyncIterator[Instance]:
-        """Ready the model, pick the least loaded instance and hold it for one request.
+    async def lease(self, exclude: Collection[Instance] = (),
+                    hint: RouteHint = NO_HINT) -> AsyncIterator[Instance]:
+        """Ready the model, pick an instance and hold it for one request.
 
-        ``exclude`` names instances a retry must avoid; when every instance is
-        excluded, UnavailableError says so.
+        The model's routing policy picks (``fleet/routing.py``), reading
+        ``hint``; instances with an open circuit are skipped. ``exclude`` names
+        instances a retry must avoid; when every instance is excluded,
+        UnavailableError says so.
         """
         await self.ensure_ready()
-        candidates = [i for i in self.instances if i not in exclude] if exclude else self.instances
-        if not candidates:
+        if self._policy.name != self.cfg.routing:  # the config was changed at run time
+            self._policy = make_policy(self.cfg.routing)
+        instance = choose(self._policy, self.instances, exclude, hint)
+        if instance is None:
             raise UnavailableError(f"no other instance of {self.name!r} to try")
-        instance = min(candidates, key=lambda i: i.outstanding)
         instance.outstanding += 1
         self.in_flight += 1
         try:
@@ -188,8 +195,15 @@ class ManagedModel:
         finally:
             instance.outstanding -= 1
             instance.served += 1
+            instance.breaker.released()
             self.in_flight -= 1
             self.last_used = time.monotonic()
+
+    @staticmethod
+    def report(instance: Instance, ok: bool) -> None:
+        """An instance answered (``ok``) or failed in a way a retry would avoid
+        (5xx, unreachable): its circuit breaker counts it."""
+        instance.breaker.record(ok)
 
     def note_success(self) -> None:
         self.failures = 0

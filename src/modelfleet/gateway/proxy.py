@@ -34,6 +34,7 @@ from modelfleet.errors import (
 )
 from modelfleet.fleet.model import Instance, ManagedModel
 from modelfleet.fleet.registry import Fleet
+from modelfleet.fleet.routing import NO_HINT, RouteHint, prefix_hashes
 from modelfleet.gateway.admission import Admission
 from modelfleet.gateway.asgi import (
     ClientDisconnected,
@@ -120,7 +121,7 @@ class Proxy:
                 body = b""  # changed: prepare serialises the payload again
             body, max_tokens = self.prepare(model, payload, body or None, principal)
             await self.relay_request(scope, receive, sent, model, scope["path"], body, max_tokens,
-                                     began)
+                                     began, hint=route_hint(model, payload, scope))
         except ClientDisconnected:
             return
         except Exception as exc:  # noqa: BLE001 - every error leaves as JSON
@@ -235,6 +236,7 @@ class Proxy:
     async def relay_request(
         self, scope: Scope, receive: Receive, send: Send, model: ManagedModel,
         upstream_path: str, body: bytes, max_tokens: object, began: float | None = None,
+        hint: RouteHint = NO_HINT,
     ) -> None:
         """Admit, then relay ``body`` to ``upstream_path`` on an instance of ``model``.
 
@@ -253,7 +255,7 @@ class Proxy:
         try:
             async with self._admitted(model, principal_of(scope), trace):
                 await self._relay_with_retries(scope, guard, model, upstream_path, body,
-                                               max_tokens, trace)
+                                               max_tokens, trace, hint)
         except asyncio.CancelledError:
             if not watcher.done() or watcher.cancelled():
                 raise
@@ -283,7 +285,7 @@ class Proxy:
 
     async def _relay_with_retries(
         self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
-        body: bytes, max_tokens: object, trace: Trace,
+        body: bytes, max_tokens: object, trace: Trace, hint: RouteHint = NO_HINT,
     ) -> None:
         tried: list[Instance] = []
         candidates = [model, *self._fallbacks(model)]
@@ -295,7 +297,7 @@ class Proxy:
                 before = len(tried)
                 try:
                     await self._relay_once(scope, send, current, upstream_path, body, max_tokens,
-                                           tried, trace)
+                                           tried, trace, hint)
                     return
                 except FleetError as exc:
                     if send.started or not _retryable(exc):
@@ -313,16 +315,26 @@ class Proxy:
     async def _relay_once(
         self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
         body: bytes, max_tokens: object, tried: list[Instance], trace: Trace,
+        hint: RouteHint = NO_HINT,
     ) -> None:
-        async with model.lease(exclude=tried) as instance:
+        async with model.lease(exclude=tried, hint=hint) as instance:
             tried.append(instance)
             trace.reached(model.name, instance)
             self.metrics.note_running(self.fleet.in_flight())
-            outcome = await self.relay.forward(
-                send, scope["method"], instance.base_url + upstream_path, body,
-                path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
-                rewriter=model.rewriter,
-            )
+            try:
+                outcome = await self.relay.forward(
+                    send, scope["method"], instance.base_url + upstream_path, body,
+                    path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
+                    rewriter=model.rewriter,
+                )
+            except FleetError as exc:
+                if _retryable(exc):
+                    model.report(instance, ok=False)
+                raise
+            if outcome.error is None:
+                model.report(instance, ok=True)
+            elif _retryable(outcome.error):
+                model.report(instance, ok=False)
         trace.answered(outcome)
         if outcome.error is None and outcome.status < 400:
             model.note_success()
@@ -355,7 +367,7 @@ class Proxy:
         try:
             async with self._admitted(model, principal, trace):
                 return await self._call_with_retries(model, upstream_path, payload, max_tokens,
-                                                     trace)
+                                                     trace, route_hint(model, payload))
         except FleetError as exc:
             trace.fail(exc)
             raise
@@ -364,17 +376,23 @@ class Proxy:
 
     async def _call_with_retries(self, model: ManagedModel, upstream_path: str,
                                  payload: dict[str, Any], max_tokens: object,
-                                 trace: Trace) -> dict[str, Any]:
+                                 trace: Trace, hint: RouteHint = NO_HINT) -> dict[str, Any]:
         tried: list[Instance] = []
         while True:
             before = len(tried)
             try:
-                async with model.lease(exclude=tried) as instance:
+                async with model.lease(exclude=tried, hint=hint) as instance:
                     tried.append(instance)
                     trace.reached(model.name, instance)
-                    answer = await self.relay.call_json(
-                        instance.base_url + upstream_path, payload, max_tokens=max_tokens,
-                        api_key=model.cfg.api_key)
+                    try:
+                        answer = await self.relay.call_json(
+                            instance.base_url + upstream_path, payload, max_tokens=max_tokens,
+                            api_key=model.cfg.api_key)
+                    except FleetError as exc:
+                        if _retryable(exc):
+                            model.report(instance, ok=False)
+                        raise
+                    model.report(instance, ok=True)
             except FleetError as exc:
                 if (not _retryable(exc) or len(tried) == before
                         or len(tried) >= model.cfg.replicas):
@@ -402,6 +420,23 @@ def principal_of(scope: Scope) -> Principal | None:
     """The caller the guard put in the scope (None where no guard ran: tests, tools)."""
     state = scope.get("state")
     return state.get("principal") if state else None
+
+
+def route_hint(model: ManagedModel, payload: dict[str, Any],
+               scope: Scope | None = None) -> RouteHint:
+    """What ``model``'s routing policy reads of a request: prefix hashes of the prompt
+    (prefix_aware), the ``X-Session-Id`` header or the body's ``user`` (session);
+    nothing, at no cost, for the other policies."""
+    routing = model.cfg.routing
+    if routing == "prefix_aware":
+        return RouteHint(prefix_hashes=prefix_hashes(payload))
+    if routing == "session":
+        for name, value in scope.get("headers", ()) if scope else ():
+            if name == b"x-session-id":
+                return RouteHint(session=value.decode("latin-1"))
+        user = payload.get("user")
+        return RouteHint(session=user) if isinstance(user, str) and user else NO_HINT
+    return NO_HINT
 
 
 def _retryable(exc: FleetError) -> bool:
