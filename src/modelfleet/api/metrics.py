@@ -85,14 +85,18 @@ def instances_text(core: Core) -> str:
             series = core.metrics.instances.get(inst.base_url)
             figures = summary_of(series) if series else None
             engine = core.engine_stats.get(inst.base_url, {})
+            gateway_e2e = figures["latency"]["mean"] if figures else None
+            # What the gateway adds: its end-to-end time less the engine's own.
+            overhead = (max(0.0, gateway_e2e - engine["e2e"])
+                        if gateway_e2e is not None and "e2e" in engine else None)
             rows.append({
                 "model": model.name, "role": inst.role, "address": inst.base_url,
-                "e2e": figures["latency"]["mean"] if figures else None,
+                "e2e": gateway_e2e,
                 "queue": figures["queue"]["mean"] if figures else None,
                 "prefill": engine.get("prefill"), "tpot": engine.get("tpot"),
                 "ttft": engine.get("ttft"),
                 "proxy_ttft": figures["ttft"]["mean"] if figures else None,
-                "proxy_overhead": engine.get("proxy_overhead"),
+                "proxy_overhead": overhead,
             })
     return report.instance_text(rows)
 

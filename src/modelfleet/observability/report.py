@@ -95,7 +95,7 @@ def stats(book: MetricsBook) -> dict[str, Any]:
 
 
 def _ms(value: float | None) -> str:
-    return f"{(value or 0.0) * 1000:.3f} ms"
+    return "n/a" if value is None else f"{value * 1000:.3f} ms"
 
 
 def instance_text(instances: list[dict[str, Any]]) -> str:
@@ -103,7 +103,7 @@ def instance_text(instances: list[dict[str, Any]]) -> str:
 
     Each item has ``role`` (pd, encode, prefill, decode), ``address`` and the means
     ``e2e``, ``queue``, ``prefill``, ``tpot``, ``ttft`` (engine-side where known),
-    ``proxy_ttft`` and ``proxy_overhead`` in seconds (None when unknown)."""
+    ``proxy_ttft`` and ``proxy_overhead`` in seconds; an unknown figure shows as n/a."""
     names = {"pd": "PD_INSTANCE", "encode": "E_INSTANCE", "prefill": "P_INSTANCE",
              "decode": "D_INSTANCE"}
     lines = []
