@@ -23,49 +23,30 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import httpx
-import yaml
+from benchlib import launch_gateway
 
 BODY = (b'{"model":"sim","messages":[{"role":"user","content":"hello there"}],'
         b'"max_tokens":4}')
 PATH = "/v1/chat/completions"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _sim_ready(url: str) -> bool:
+    try:
+        return bool(httpx.get(url + "/api/models/sim/info", timeout=1).json()["model"]
+                    ["status"] == "ready")
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
 
 
 def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    config = {"data_dir": str(tmp / "data"), "server": {"port": port}, "log_level": "warning",
-              "models": [{"name": "sim", "engine": "simulator", "model": "sim",
-                          "auto_start": True, "idle_timeout": 0}]}
-    (tmp / "bench.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "modelfleet", "serve", "--config",
-                             str(tmp / "bench.yaml")], stdout=subprocess.DEVNULL,
-                            stderr=(tmp / "gateway.log").open("wb"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            info = httpx.get(url + "/api/models/sim/info", timeout=1).json()["model"]
-            if info["status"] == "ready":
-                return proc, url
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gateway did not become ready: " + (tmp / "gateway.log").read_text())
+    return launch_gateway(tmp, [{"name": "sim", "engine": "simulator", "model": "sim",
+                                 "auto_start": True, "idle_timeout": 0}], _sim_ready)
 
 
 async def latencies(url: str, n: int) -> list[float]:

@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-import yaml
+from benchlib import launch_gateway
 
 POLICIES = ["round_robin", "least_outstanding", "power_of_two", "prefix_aware", "session"]
 ARMS = [*POLICIES, "oracle"]
@@ -58,38 +57,20 @@ class Workload:
     decode_ms: float
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/check_health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def start_gateway(tmp: Path, work: Workload) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     args = {"prefill_ms_per_token": work.prefill_ms, "decode_ms_per_token": work.decode_ms,
             "max_num_seqs": 64}
     models = [{"name": arm, "engine": "simulator", "model": arm, "replicas": REPLICAS,
                "routing": arm if arm in POLICIES else "least_outstanding", "args": args,
                "idle_timeout": 0} for arm in ARMS]
-    config = {"data_dir": str(tmp / "data"), "server": {"port": port}, "log_level": "warning",
-              "models": models}
-    (tmp / "bench.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "modelfleet", "serve", "--config",
-                             str(tmp / "bench.yaml")], stdout=subprocess.DEVNULL,
-                            stderr=(tmp / "gateway.log").open("wb"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/check_health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gateway did not start: " + (tmp / "gateway.log").read_text())
+    return launch_gateway(tmp, models, _up)
 
 
 def words(tag: str, n: int) -> str:
