@@ -18,7 +18,8 @@
     │   ├── QueueFullError          503                       QUEUE_FULL
     │   ├── ModelStartError         503                       MODEL_START_FAILED
     │   │   └── InsufficientResourcesError 503                INSUFFICIENT_RESOURCES
-    │   └── DownstreamFailedError   503                       DOWNSTREAM_REQUEST_FAILED
+    │   ├── DownstreamFailedError   503                       DOWNSTREAM_REQUEST_FAILED
+    │   └── MetastoreUnavailableError 503                     METASTORE_UNAVAILABLE
     └── InferenceTimeoutError       504 timeout_error         INFERENCE_TIMEOUT
 
 Every error is raised, never returned, and rendered by ``render_error`` into
@@ -155,6 +156,12 @@ class DownstreamFailedError(UnavailableError):
     """The engine could not be reached at all."""
 
     code = "DOWNSTREAM_REQUEST_FAILED"
+
+
+class MetastoreUnavailableError(UnavailableError):
+    """Redis (the shared metastore) is down or did not answer in time."""
+
+    code = "METASTORE_UNAVAILABLE"
 
 
 class InferenceTimeoutError(FleetError):
