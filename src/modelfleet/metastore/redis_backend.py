@@ -67,6 +67,7 @@ class RedisMetastore(Metastore):
         self._closing = False
         self._resubscribe = False
         self._subscribed = asyncio.Event()
+        self._subscribed_at = 0.0
 
     @property
     def available(self) -> bool:
@@ -220,8 +221,10 @@ class RedisMetastore(Metastore):
         return self._fanout.subscribe()
 
     def _came_back(self) -> None:
-        # Events published while Redis was away are lost to us: re-subscribe and say so.
-        self._resubscribe = True
+        # A subscription older than the outage may be dead without knowing it (a network
+        # cut sends no reset): make a new one, which announces the resync.
+        if self._subscribed_at < self.conn.down_at:
+            self._resubscribe = True
 
     async def _listen(self) -> None:
         """Deliver the channel's events to every subscription, re-subscribing after any
@@ -240,8 +243,7 @@ class RedisMetastore(Metastore):
                                                        timeout=1.0)
                         if msg is not None and msg["type"] == "message":
                             self._receive(msg["data"])
-                    self._resubscribe = False
-            except (*REDIS_ERRORS, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 if failures == 0:
                     log.info("metastore: event subscription lost (%s: %s); re-subscribing",
                              type(exc).__name__, exc)
@@ -260,6 +262,8 @@ class RedisMetastore(Metastore):
         while (left := deadline - time.monotonic()) > 0:
             msg = await pubsub.get_message(timeout=left)
             if msg is not None and msg["type"] == "subscribe":
+                self._subscribed_at = time.monotonic()
+                self._resubscribe = False  # this subscription is newer than any outage
                 self._subscribed.set()
                 return
         raise TimeoutError("no subscribe confirmation")

@@ -61,6 +61,7 @@ class RedisConn:
         # The subscriber's errors must reach us (we announce a resync), not be retried away.
         self.sub_redis = Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         self.up = True
+        self.down_at = 0.0  # monotonic time of the last change from up to down
         self.checking = False  # the health check runs: a down Redis fails calls at once
         self.came_back: Callable[[], None] = lambda: None
         self._warned_at = -_WARN_EVERY_S
@@ -77,7 +78,7 @@ class RedisConn:
         task.add_done_callback(_consume)
         try:
             async with asyncio.timeout(self.op_timeout_s):
-                return await asyncio.shield(task)
+                result = await asyncio.shield(task)
         except asyncio.CancelledError:
             # The caller left: let its command land first (a release never overtakes the
             # acquire it undoes), but never wait longer than a command may take.
@@ -94,25 +95,29 @@ class RedisConn:
             raise MetastoreUnavailableError(
                 f"the metastore (Redis at {self.where}) {what}", retry_after=1,
                 details={"error": type(exc).__name__}) from None
-
-    def down(self, exc: BaseException) -> None:
-        self.up = False
-        now = time.monotonic()
-        if now - self._warned_at >= _WARN_EVERY_S:
-            self._warned_at = now
-            log.warning("metastore: Redis at %s is unavailable (%s: %s); checking every %g s",
-                        self.where, type(exc).__name__, exc, CHECK_EVERY_S)
-
-    async def check(self) -> bool:
-        """PING once; mark Redis up (and announce it) or down."""
-        try:
-            await self.call(self.redis.ping, probe=True)
-        except MetastoreUnavailableError:
-            return False
         if not self.up:
             self.up = True
             log.warning("metastore: Redis at %s is available again", self.where)
             self.came_back()
+        return result
+
+    def down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self.up:
+            self.up = False
+            self.down_at = now
+        if now - self._warned_at >= _WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("metastore: Redis at %s is unavailable (%s: %s); checking every %g s",
+                        self.where, type(exc).__name__,
+                        exc or f"no answer within {self.op_timeout_s:g} s", CHECK_EVERY_S)
+
+    async def check(self) -> bool:
+        """PING once; True when Redis answered (and is marked up again)."""
+        try:
+            await self.call(self.redis.ping, probe=True)
+        except MetastoreUnavailableError:
+            return False
         return True
 
     async def check_forever(self) -> None:

@@ -194,6 +194,12 @@ async def test_redis_client_pause_fails_calls_fast_and_they_recover(
     try:
         await admin.execute_command("CLIENT", "PAUSE", "2000", "ALL")
         async with asyncio.timeout(HANG_GUARD_S):
+            # A caller cancelled during a stuck command leaves, without waiting for Redis.
+            pending = asyncio.create_task(store.holder("start:chat"))
+            await asyncio.sleep(0.1)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
             with pytest.raises(MetastoreUnavailableError, match="did not answer in time"):
                 await store.instances()
             assert not store.available
