@@ -20,11 +20,14 @@ def free_port() -> int:
 
 
 def launch_gateway(tmp: Path, models: list[dict[str, Any]], ready: Callable[[str], bool],
-                   timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
-    """``modelfleet serve`` with ``models``, quiet; returns once ``ready(url)`` holds."""
+                   timeout: float = 60, **extra: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """``modelfleet serve`` with ``models``, quiet; returns once ``ready(url)`` holds.
+
+    ``extra`` adds sections to its configuration (``auth={...}``, for example).
+    """
     port = free_port()
     config = {"data_dir": str(tmp / "data"), "server": {"port": port}, "log_level": "warning",
-              "models": models}
+              "models": models, **extra}
     (tmp / "bench.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "modelfleet", "serve", "--config",
                              str(tmp / "bench.yaml")], stdout=subprocess.DEVNULL,
