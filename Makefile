@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit e2e bench-smoke model clean
+.PHONY: serve test lint typecheck unit e2e bench-smoke model clean web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/modelfleet serve $(ARGS)
 
-## test: lint, type-check and the whole test suite
-test: $(VENV)/.installed lint typecheck
+## test: lint, type-check, build the dashboard and run the whole test suite
+test: $(VENV)/.installed lint typecheck web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -30,6 +30,15 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
+
+## web: build the dashboard (web/) into src/modelfleet/api/ui_dist from the lockfile
+web: web/node_modules/.package-lock.json
+	cd web && npm run build
+
+# npm ci again only when the lockfile changed since the last install.
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit

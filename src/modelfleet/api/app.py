@@ -39,6 +39,7 @@ from modelfleet.api import (
     monitoring,
     openapi,
     system,
+    ui,
     ws,
 )
 from modelfleet.api.core import Core
@@ -99,6 +100,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(monitoring.router)
     api.include_router(system.router)
     api.include_router(ws.router)
+    api.include_router(ui.router)
     api.include_router(generate.router)
     api.include_router(logs.router)
     api.router.routes.extend(model_inference.routes())

@@ -1,7 +1,7 @@
 """Which role each route needs: the one table every request is checked against.
 
-- public: health checks and sign-in; ``/metrics`` and the API docs unless the
-  config says otherwise;
+- public: health checks, sign-in and the dashboard's files (``/ui``); ``/metrics``
+  and the API docs unless the config says otherwise;
 - ``user``: inference, and reading anything that is not a secret;
 - ``admin``: every change to models, keys, users, config and alerts, and reading
   keys and users.
@@ -40,6 +40,8 @@ def required_role(method: str, path: str, auth: AuthSettings) -> str | None:
         return None
     if path in METRICS and auth.public_metrics:
         return None
+    if method in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/")):
+        return None  # the dashboard's static files; its API calls carry the user's token
     if method in ("GET", "HEAD", "OPTIONS"):
         return "admin" if _ADMIN_READS.match(path) else "user"
     return "user" if _USER_WRITES.match(path) else "admin"
