@@ -144,6 +144,48 @@ def test_sign_in_then_start_a_model_and_follow_its_log(tab: Tab, gw: Gateway) ->
     tab.shot("04-model-log")
 
 
+def test_create_edit_and_delete_a_model(tab: Tab, gw: Gateway) -> None:
+    admin = {"Authorization": f"Bearer {_token(gw)}"}
+    page = tab.sign_in("/ui/models")
+    page.get_by_role("link", name="New model").click()
+    expect(page.get_by_role("heading", name="New model")).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("made-in-ui")
+    page.get_by_label("Engine", exact=True).select_option("simulator")
+    page.get_by_label("Weights").fill("made-in-ui")
+    page.get_by_label("Aliases").fill("miu, ui-sim")
+    page.get_by_label("Idle timeout (seconds)").fill("120")
+    page.get_by_label("Engine arguments (JSON)").fill("{not json")
+    page.get_by_role("button", name="Create model").click()
+    expect(page.get_by_role("alert")).to_contain_text("JSON object")  # caught before sending
+    page.get_by_label("Engine arguments (JSON)").fill('{"decode_ms_per_token": 5}')
+    tab.shot("05a-model-form")
+    page.get_by_role("button", name="Create model").click()
+    row = page.locator("tr[data-model='made-in-ui']")
+    expect(row).to_contain_text("miu, ui-sim")
+    made = httpx.get(gw.url + "/api/models/made-in-ui", headers=admin, timeout=10).json()
+    assert made["engine"] == "simulator" and made["aliases"] == ["miu", "ui-sim"]
+    assert made["config"]["idle_timeout"] == 120
+    assert made["config"]["args"] == {"decode_ms_per_token": 5}
+
+    row.get_by_role("link", name="Edit made-in-ui").click()
+    expect(page.get_by_label("Name", exact=True)).to_have_value("made-in-ui")
+    expect(page.get_by_label("Idle timeout (seconds)")).to_have_value("120")
+    page.get_by_label("Display name").fill("Made in the dashboard")
+    page.get_by_label("Idle timeout (seconds)").fill("60")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    edited = httpx.get(gw.url + "/api/models/made-in-ui", headers=admin, timeout=10).json()
+    assert edited["display_name"] == "Made in the dashboard"
+    assert edited["config"]["idle_timeout"] == 60 and edited["aliases"] == ["miu", "ui-sim"]
+
+    row.get_by_role("link", name="Edit made-in-ui").click()
+    page.get_by_role("button", name="Delete model").click()  # the confirm is accepted
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    expect(row).to_have_count(0)
+    gone = httpx.get(gw.url + "/api/models/made-in-ui", headers=admin, timeout=10)
+    assert gone.status_code == 404
+
+
 def test_playground_streams_tokens_as_they_arrive(tab: Tab) -> None:
     page = tab.sign_in("/ui/playground")
     expect(page.get_by_role("heading", name="Playground")).to_be_visible()

@@ -12,6 +12,7 @@ const list = (text) => text.split(',').map((s) => s.trim()).filter(Boolean);
 function initial(model) {
   const config = (model && model.config) || {};
   return {
+    source: model ? model.source : 'api',
     name: model ? model.name : '',
     display_name: model ? model.display_name || '' : '',
     description: model ? model.description || '' : '',
@@ -99,6 +100,10 @@ export function ModelForm({ params }) {
       <h1 tabIndex={-1}>{creating ? 'New model' : `Edit ${params.id}`}</h1>
       {!values ? (error ? <Notice error={error} /> : <p role="status">Loading…</p>) : (
         <form class="card form" onSubmit={submit}>
+          {values.source === 'config' && (
+            <p class="notice">This model comes from the config file, which is applied again
+              whenever the gateway starts: change the file to keep a change.</p>
+          )}
           <div class="grid2">
             <div>
               <label for="f-name">Name</label>

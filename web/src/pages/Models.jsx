@@ -65,6 +65,11 @@ export function Models({ me }) {
 
   // A status change on the live feed: show it now rather than at the next poll.
   useEffect(() => { reload(); }, [live.statuses]);
+  useEffect(() => {
+    if (!message) return undefined;
+    const timer = setTimeout(() => setMessage(''), 6000);
+    return () => clearTimeout(timer);
+  }, [message]);
 
   const act = async (m, action) => {
     setBusy((b) => ({ ...b, [m.name]: true }));
