@@ -34,6 +34,8 @@ PHONE = {"width": 390, "height": 844}
 # about two seconds, long enough to see it arrive in pieces.
 DECODE_MS = 50
 ANSWER_TOKENS = 40
+PAGES = [("/ui/models", "Models"), ("/ui/alerts", "Alerts"), ("/ui/keys", "API keys"),
+         ("/ui/devices", "Devices"), ("/ui/live", "Live"), ("/ui/playground", "Playground")]
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +196,7 @@ def test_playground_streams_tokens_as_they_arrive(tab: Tab) -> None:
     page.get_by_label("Message").fill("Tell me something")
     page.get_by_role("button", name="Send").click()
 
+    expect(page.locator("#answer")).to_have_attribute("aria-live", "polite")
     answer = page.locator("#answer .text")
     expect(answer).to_be_visible()
     lengths: list[int] = []
@@ -317,6 +320,25 @@ def test_devices_and_alerts_pages(tab: Tab) -> None:
     tab.shot("11-alerts")
 
 
+def test_keyboard_skip_link_and_focus(tab: Tab) -> None:
+    page = tab.sign_in("/ui/devices")
+    page.reload()  # a fresh load: the first Tab reaches the skip link
+    expect(page.get_by_role("heading", name="Devices")).to_be_visible()
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_visible()  # shown while it has focus
+    page.keyboard.press("Enter")
+    expect(page.locator("main#content")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # back into the navigation, each entry a real link
+    page.get_by_role("link", name="Alerts").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_focused()
+    outline = page.get_by_role("button", name="Add rule").evaluate(
+        "b => { b.focus(); return getComputedStyle(b).outlineStyle; }")
+    assert outline == "solid"  # a visible focus ring
+
+
 def test_an_invalid_token_returns_to_sign_in(tab: Tab, gw: Gateway) -> None:
     page = tab.sign_in("/ui/models")
     page.evaluate("sessionStorage.setItem('modelfleet.token', 'not-a-valid-token')")
@@ -347,8 +369,16 @@ def test_phone_width_collapses_the_navigation(browser: Browser, gw: Gateway) -> 
         nav_link.click()
         expect(page.get_by_role("heading", name="Playground")).to_be_visible()
         expect(nav_link).to_be_hidden()  # closed again after moving
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], f"the page scrolls sideways ({width}px)"
+        for path, heading in PAGES:
+            page.goto(gw.url + path)
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            if heading == "Live":
+                expect(page.locator("#chart-throughput canvas")).to_be_visible()
+                page.wait_for_timeout(2000)  # a few samples
+                tab.shot("13b-phone-live")
+            page.wait_for_timeout(300)  # tables filled in
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} scrolls sideways ({width}px)"
     finally:
         tab.close()
 

@@ -115,11 +115,16 @@ export function App() {
     }
   }, [s.state, r.path]);
 
-  // A new page: focus its heading, so keyboard and screen-reader users start there.
+  // Moved to another page: focus its heading, so keyboard and screen-reader users start
+  // there. Not on the first load, where the first Tab should reach the skip link.
+  const shown = useRef(null);
   useEffect(() => {
+    if (s.state === 'checking') return;
+    const first = shown.current === null;
+    if (shown.current === r.path) return;
+    shown.current = r.path;
     const h1 = main.current && main.current.querySelector('h1');
-    if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });
-    else if (h1 && !main.current.contains(document.activeElement)) h1.focus({ preventScroll: true });
+    if (!first && h1) h1.focus({ preventScroll: true });
   }, [r.path, s.state]);
 
   if (s.state === 'checking') {
@@ -137,7 +142,7 @@ export function App() {
     <div class="shell">
       <a class="skip" href="#content">Skip to content</a>
       <Nav path={r.path} me={s.me} />
-      <main id="content" ref={main}>
+      <main id="content" ref={main} tabIndex={-1}>
         <Page key={r.path} params={params} query={r.query} me={s.me} />
       </main>
     </div>
