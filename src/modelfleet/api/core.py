@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -10,15 +11,17 @@ from typing import Annotated, Any
 import aiohttp
 from fastapi import Depends, Request
 
-from modelfleet import runtime_config
+from modelfleet import __version__, runtime_config
 from modelfleet.auth import redact
 from modelfleet.auth.authenticator import Authenticator
 from modelfleet.auth.bootstrap import auth_configured, check_bind, ensure_admin
 from modelfleet.auth.tokens import TokenIssuer, load_secret
+from modelfleet.fleet.coordinator import Coordinator, default_node_id
 from modelfleet.fleet.registry import Fleet
 from modelfleet.gateway.admission import Admission
 from modelfleet.gateway.proxy import Proxy
 from modelfleet.gateway.relay import Relay, make_session
+from modelfleet.metastore import open_metastore
 from modelfleet.observability.alerts import AlertEngine
 from modelfleet.observability.feed import LiveFeed
 from modelfleet.observability.records import MetricsBook, summary_of
@@ -48,6 +51,7 @@ class Core:
     store: Store
     auth: Authenticator
     issuer: TokenIssuer
+    coordinator: Coordinator
     started_at: float = field(default_factory=time.time)
     closing: bool = False
 
@@ -77,7 +81,12 @@ class Core:
             await store.close()
             raise
         session = make_session(settings.timeouts)
-        fleet = Fleet(settings, session, configs)
+        coordinator = Coordinator(
+            open_metastore(settings.redis_url, prefix=settings.redis_prefix),
+            settings.fleet.node_id or default_node_id(settings.server.port),
+            ttl_s=settings.fleet.ttl_s, data_dir=settings.data_dir,
+            host=settings.fleet.advertise_host or settings.server.host, version=__version__)
+        fleet = Fleet(settings, session, configs, coordinator=coordinator)
         for row in rows:
             if row.name in fleet.models:
                 fleet.bind_id(row.name, row.id)
@@ -91,10 +100,15 @@ class Core:
         metrics = MetricsBook()
         admission = Admission.from_settings(settings)
         proxy = Proxy(settings, fleet, relay, metrics, admission)
+
+        async def abort_here(request_ids: list[str]) -> None:  # another gateway's POST /abort
+            await asyncio.gather(*(proxy.inflight.abort(rid) for rid in request_ids))
+
+        coordinator.on_abort = abort_here
         system = SystemSampler(settings)
         core = cls(settings=settings, session=session, fleet=fleet, relay=relay,
                    metrics=metrics, admission=admission, proxy=proxy, store=store, auth=auth,
-                   issuer=issuer, system=system, alerts=None,  # type: ignore[arg-type]
+                   issuer=issuer, coordinator=coordinator, system=system, alerts=None,  # type: ignore[arg-type]
                    engine_stats=EngineScraper(fleet, session),
                    feed=None, roller=Roller(store, settings, system.latest))  # type: ignore[arg-type]
         core.alerts = AlertEngine(store, settings, core.snapshot,
@@ -148,6 +162,7 @@ class Core:
 
     async def start(self) -> None:
         await self.system.start()
+        await self.coordinator.start(self.fleet.models)
         await self.fleet.start()
         self.alerts.start()
         self.engine_stats.start()
@@ -169,6 +184,7 @@ class Core:
             await self.engine_stats.close()
             await self.system.close()
             await self.fleet.close()
+            await self.coordinator.close()
             await self.proxy.media.close()
             await self.admission.close()
             await self.session.close()

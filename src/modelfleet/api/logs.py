@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from modelfleet.api.core import Core, CoreDep
+from modelfleet.fleet.agent_logs import agent_tail
 from modelfleet.fleet.logs import CLOSED, LogLine
 from modelfleet.fleet.model import ManagedModel
 
@@ -94,6 +95,15 @@ async def _follow(
         log.unsubscribe(queue)
 
 
+async def _tail(core: Core, model: ManagedModel, lines: int) -> list[LogLine]:
+    """This gateway's lines and, for a model on agents, theirs (``fleet/agent_logs.py``)."""
+    remote = await agent_tail(core.coordinator, core.session, model, lines,
+                              core.settings.fleet.agent_token)
+    if not remote:
+        return model.log.tail(lines)
+    return sorted([*model.log.tail(lines), *remote], key=lambda line: line.timestamp)[-lines:]
+
+
 def _stream(body: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -107,7 +117,7 @@ async def model_logs(
     of new lines."""
     model = core.fleet.get(model_id)
     if not follow:
-        return {"logs": [line_002(line) for line in model.log.tail(lines)]}
+        return {"logs": [line_002(line) for line in await _tail(core, model, lines)]}
 
     def one(line: LogLine) -> str:
         return sse(line_002(line))

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -25,6 +25,9 @@ from modelfleet.fleet.placement import Placement
 from modelfleet.observability.devices import inventory_for
 from modelfleet.settings import ModelConfig, Settings
 
+if TYPE_CHECKING:
+    from modelfleet.fleet.coordinator import Coordinator
+
 log = logging.getLogger("modelfleet.fleet")
 
 
@@ -34,8 +37,10 @@ class Fleet:
         settings: Settings,
         session: aiohttp.ClientSession,
         models: list[ModelConfig] | None = None,
+        coordinator: Coordinator | None = None,
     ):
         self.settings = settings
+        self.coordinator = coordinator
         self.session = session
         self.models: dict[str, ManagedModel] = {}
         self._names: dict[str, ManagedModel] = {}
@@ -61,6 +66,8 @@ class Fleet:
             self.settings.timeouts.start,
             self.placement,
         )
+        model.coordinator = self.coordinator
+        model.bind_host = self.settings.fleet.advertise_host or "127.0.0.1"
         self.models[cfg.name] = model
         self._index(model)
         return model
@@ -180,6 +187,8 @@ class Fleet:
                     and model.state is ModelState.READY
                     and model.in_flight == 0
                     and model.idle_seconds() >= timeout
+                    and not (self.coordinator
+                             and self.coordinator.used_elsewhere(model, timeout))
                 ):
                     model.log.append(f"[modelfleet] idle for {timeout:g}s; unloading")
                     self._spawn(model.stop())
