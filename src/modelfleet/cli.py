@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +15,9 @@ from rich.table import Table
 from modelfleet import __version__
 from modelfleet.auth import redact
 from modelfleet.cli_admin import admin_app
+from modelfleet.cli_agent import agent, discovered_model
 from modelfleet.cli_common import TokenOpt, UrlOpt, connect, console, fail, parse_assignments
+from modelfleet.cli_disagg import endpoint_model, expand_list_flags
 from modelfleet.cli_models import logs, models_app, start, stop
 from modelfleet.client import DEFAULT_URL
 from modelfleet.errors import ConfigError
@@ -34,20 +37,52 @@ def serve(
         help="The id clients use for --model.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Logs and state.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning…")] = None,
+    encode_addr_list: Annotated[list[str] | None, typer.Option(
+        help="Encoder instances started by hand (seed 000): host:port, URL or socket.")] = None,
+    pd_addr_list: Annotated[list[str] | None, typer.Option(
+        help="Prefill+decode instances started by hand.")] = None,
+    prefill_addr_list: Annotated[list[str] | None, typer.Option(
+        help="Prefill instances started by hand (P/D).")] = None,
+    decode_addr_list: Annotated[list[str] | None, typer.Option(
+        help="Decode instances started by hand (P/D).")] = None,
+    proxy_addr: Annotated[Path | None, typer.Option(
+        help="Also serve on this Unix socket.")] = None,
+    allowed_local_media_path: Annotated[Path | None, typer.Option(
+        help="file:// media URLs are read beneath this directory only.")] = None,
+    metastore_client_config: Annotated[str | None, typer.Option(
+        help='The metastore as JSON: {"metastore_client": "RedisMetastoreClient", '
+             '"metastore_address": "redis://…"}; --model\'s instances are discovered '
+             'there.')] = None,
 ) -> None:
     """Run the gateway in the foreground."""
     from modelfleet.api import server
     from modelfleet.api.app import create_app
     from modelfleet.fleet.defaults import default_models, model_from_path
+    from modelfleet.metastore import parse_client_config
     from modelfleet.settings import load_settings
 
+    if allowed_local_media_path is not None and not allowed_local_media_path.is_dir():
+        console.print(f"[red]--allowed-local-media-path {allowed_local_media_path} is not a "
+                      "directory[/red]", highlight=False)
+        raise typer.Exit(2)
+    media_path = str(allowed_local_media_path.resolve()) if allowed_local_media_path else None
+    lists = {role: values for role, values in (
+        ("encode", encode_addr_list), ("pd", pd_addr_list), ("prefill", prefill_addr_list),
+        ("decode", decode_addr_list)) if values}
     try:
         settings = load_settings(**{"server.host": host, "server.port": port, "config": config,
-                                    "data_dir": data_dir, "log_level": log_level})
+                                    "data_dir": data_dir, "log_level": log_level,
+                                    "media.allowed_local_media_path": media_path})
+        if lists:  # seed 000: one model, its instances started by hand
+            settings.models = [endpoint_model(model, served_model_name, lists)]
+        if metastore_client_config:  # seed 000: instances registered in the metastore
+            settings.redis_url = parse_client_config(metastore_client_config)
+            if model and not lists:
+                settings.models = [discovered_model(model, served_model_name)]
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]invalid configuration:[/red] {exc}")
         raise typer.Exit(2) from None
-    if model:
+    if model and not lists and not metastore_client_config:
         settings.models = [model_from_path(model, served_model_name)]
     elif not settings.models:
         settings.models = default_models()
@@ -61,7 +96,7 @@ def serve(
         console.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     _print_banner(settings)
-    server.run(settings, create_app(settings))
+    server.run(settings, create_app(settings), uds=str(proxy_addr) if proxy_addr else None)
 
 
 async def _check_auth(settings: Any) -> None:
@@ -93,6 +128,7 @@ def _print_banner(settings: Any) -> None:
 app.add_typer(models_app, name="models")
 app.add_typer(admin_app, name="admin")
 app.command("logs")(logs)
+app.command("agent")(agent)
 # The first commands of the CLI, kept as short forms of ``models start|stop``.
 app.command("start", help="Start a model and follow it until it is ready (models start).")(
     start)
@@ -167,4 +203,4 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    app(args=expand_list_flags(sys.argv[1:]))  # seed 000's ``--pd-addr-list A B``

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from modelfleet.errors import ConfigError
+from modelfleet.fleet.endpoints import check_layout, layout_of, parse_address
 
 EngineName = Literal["vllm", "sglang", "llamacpp", "tgi", "builtin", "simulator", "external"]
 # Bounds shared by Settings and the runtime config API.
@@ -39,6 +40,9 @@ MonitorInterval = Annotated[float, Field(ge=1, le=3600)]
 StartTimeout = Annotated[float, Field(gt=0, le=86400)]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 RoutingName = Literal["least_outstanding", "round_robin", "power_of_two", "prefix_aware", "session"]
+# An instance's part in disaggregated serving (seed 000): encode (media), prefill,
+# decode, or pd (everything).
+RoleName = Literal["pd", "encode", "prefill", "decode"]
 
 # Short environment names of DESIGN §9 mapped onto their place in the tree.
 _SHORT_ENV = {
@@ -156,6 +160,36 @@ class Profile(_Section):
     args: dict[str, Any] = {}
 
 
+class Endpoint(_Section):
+    """An instance started by hand (static discovery): its address and role.
+
+    Addresses: ``http(s)://host:port``, ``host:port``, or a Unix socket as
+    ``/abs/path``, ``unix:/abs/path`` or ``ipc:///abs/path``.
+    """
+
+    address: str = Field(min_length=1, max_length=512)
+    role: RoleName = "pd"
+
+    @field_validator("address")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        parse_address(value)  # ValueError names what is wrong
+        return value.strip()
+
+
+class FleetSettings(_Section):
+    """This process's place in a fleet of gateways and agents sharing a metastore."""
+
+    # This gateway's or agent's id in the metastore (default: host name and port).
+    node_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # The address other hosts reach this one's engines at (engines bind it).
+    advertise_host: str | None = Field(None, min_length=1, max_length=253)
+    # Node and instance records live this long unless renewed (every third of it).
+    ttl_s: float = Field(10.0, ge=1, le=300)
+    # Bearer token an agent's control API requires (logs); none: loopback only.
+    agent_token: str | None = Field(None, min_length=16, max_length=256)
+
+
 class ModelConfig(_Section):
     """One model as the YAML file (and later the store) declares it."""
 
@@ -181,6 +215,36 @@ class ModelConfig(_Section):
     # The name the engine knows the model by, when it is not ``name`` (external servers).
     upstream_model: str | None = None
     startup_timeout: float | None = Field(None, gt=0)
+    # Disaggregated serving: instances per role (replaces ``replicas`` when set), for
+    # example {encode: 1, pd: 1} (E-PD) or {encode: 1, prefill: 1, decode: 1} (E-P-D).
+    roles: dict[RoleName, Annotated[int, Field(ge=0, le=64)]] | None = None
+    # Instances started by hand (engine external): addresses and roles.
+    endpoints: list[Endpoint] = Field([], max_length=256)
+    # Instances registered in the metastore by agents or other gateways serve this model.
+    discover: bool = False
+    # Agents (node ids) that run this model's engines; empty: this gateway runs them.
+    nodes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]] = Field(
+        [], max_length=64)
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> ModelConfig:
+        """Disaggregated layouts are refused at load when no request could be served."""
+        if self.endpoints:
+            if self.engine != "external":
+                raise ValueError("endpoints are instances started by hand: engine must be "
+                                 "external")
+            if self.roles is not None:
+                raise ValueError("set roles or endpoints, not both: endpoints carry roles")
+            bases = [parse_address(e.address).base_url for e in self.endpoints]
+            if len(set(bases)) != len(bases):
+                raise ValueError("endpoints list the same address twice")
+        elif self.roles is not None and self.engine == "external" and not self.discover:
+            raise ValueError("an external model launches nothing: list its instances "
+                             "in endpoints instead of roles")
+        if self.roles is not None or self.endpoints:
+            check_layout(layout_of(self.replicas, self.roles,
+                                   (e.role for e in self.endpoints)))
+        return self
 
 
 class Settings(BaseSettings):
@@ -200,6 +264,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Every Redis key and channel of this fleet starts with it (several fleets, one Redis).
     redis_prefix: str = Field("modelfleet:", min_length=1, max_length=64)
+    fleet: FleetSettings = FleetSettings()
     auth: AuthSettings = AuthSettings()
     media: MediaSettings = MediaSettings()
     timeouts: TimeoutSettings = TimeoutSettings()

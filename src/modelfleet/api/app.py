@@ -28,7 +28,9 @@ from modelfleet.api import (
     alerts,
     auth,
     config,
+    control,
     devices,
+    fleet,
     generate,
     health,
     logs,
@@ -86,6 +88,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
         lifespan=lifespan,
     )
     api.include_router(health.router)
+    api.include_router(control.router)
     api.include_router(manage.router, prefix="/api")
     api.include_router(manage.router, prefix="/api/v1")
     api.include_router(config.router, prefix="/api")
@@ -96,6 +99,7 @@ def build_api(settings: Settings, holder: GatewayApp) -> FastAPI:
     api.include_router(config.router, prefix="/api/v1")
     api.include_router(models.router)
     api.include_router(devices.router)
+    api.include_router(fleet.router)
     api.include_router(metrics.router)
     api.include_router(monitoring.router)
     api.include_router(system.router)

@@ -80,8 +80,8 @@ async def _probe(core: CoreDep, model: ManagedModel) -> str:
     timeout = aiohttp.ClientTimeout(total=3)
     for inst in list(model.instances):
         try:
-            async with core.session.get(inst.base_url + model.adapter.ready_path(model.cfg),
-                                        timeout=timeout) as resp:
+            async with (inst.session or core.session).get(
+                    inst.base_url + model.adapter.ready_path(model.cfg), timeout=timeout) as resp:
                 if resp.status != 200:
                     return "unhealthy"
         except (aiohttp.ClientError, TimeoutError):

@@ -47,7 +47,7 @@ def _refresh_gauges(core: Core) -> None:
         prom.model_up.labels(model.name, model.state.value).set(
             1 if model.state is ModelState.READY else 0)
         for inst in model.instances:
-            prom.running.labels(model.name, inst.base_url, inst.role, inst.base_url).set(
+            prom.running.labels(model.name, inst.base_url, inst.role, inst.address).set(
                 inst.outstanding)
             running += inst.outstanding
     prom.waiting.clear()
@@ -90,7 +90,7 @@ def instances_text(core: Core) -> str:
             overhead = (max(0.0, gateway_e2e - engine["e2e"])
                         if gateway_e2e is not None and "e2e" in engine else None)
             rows.append({
-                "model": model.name, "role": inst.role, "address": inst.base_url,
+                "model": model.name, "role": inst.role, "address": inst.address,
                 "e2e": gateway_e2e,
                 "queue": figures["queue"]["mean"] if figures else None,
                 "prefill": engine.get("prefill"), "tpot": engine.get("tpot"),

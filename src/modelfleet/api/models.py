@@ -46,7 +46,7 @@ def model_info(model: ManagedModel) -> dict[str, Any]:
         "idle_timeout": model.cfg.idle_timeout,
         "endpoint": first.base_url if first else None,
         "instances": [
-            {"address": i.base_url, "pid": i.pid, "role": i.role,
+            {"address": i.address, "pid": i.pid, "role": i.role,
              "outstanding": i.outstanding, "served": i.served}
             for i in model.instances
         ],

@@ -3,8 +3,9 @@
 - public: health checks, sign-in and the dashboard's files (``/ui``); ``/metrics``
   and the API docs unless the config says otherwise;
 - ``user``: inference, and reading anything that is not a secret;
-- ``admin``: every change to models, keys, users, config and alerts, and reading
-  keys and users.
+- ``admin``: every change to models, keys, users, config and alerts, reading
+  keys and users, and the engine controls (``/abort``, ``/start_profile``,
+  ``/stop_profile``: they reach other callers' requests and every engine).
 
 A route not named here falls to the strictest rule that fits its method: a new
 route is never public by accident.
@@ -20,6 +21,7 @@ PUBLIC = frozenset({"/health", "/health/full", "/check_health", "/api/auth/token
                     "/api/v1/auth/token"})
 DOCS = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 METRICS = frozenset({"/metrics", "/metrics/prometheus"})
+CONTROL = frozenset({"/abort", "/start_profile", "/stop_profile"})
 
 # Writes a user may make: inference, wherever it is served.
 _USER_WRITES = re.compile(
@@ -34,6 +36,8 @@ _ADMIN_READS = re.compile(r"^/api(/v1)?/(keys|users)(/.*)?$")
 
 def required_role(method: str, path: str, auth: AuthSettings) -> str | None:
     """None (public), ``user`` or ``admin``."""
+    if path in CONTROL:
+        return "admin"
     if path in PUBLIC:
         return None
     if path in DOCS and auth.public_docs:

@@ -41,6 +41,8 @@ class EngineAdapter:
     name: ClassVar[str] = ""
     launched: ClassVar[bool] = True  # False for engines we only point at (external)
     health_path: ClassVar[str] = "/health"
+    # POST /start_profile and /stop_profile reach the engine's profiler (vLLM, SGLang).
+    supports_profiling: ClassVar[bool] = False
 
     def launch(
         self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
@@ -70,6 +72,16 @@ class EngineAdapter:
 
     def base_url(self, cfg: ModelConfig, host: str, port: int) -> str:
         return f"http://{host}:{port}"
+
+    def can_profile(self, cfg: ModelConfig) -> bool:
+        """Whether ``/start_profile`` and ``/stop_profile`` are forwarded to its instances."""
+        return self.supports_profiling
+
+    def abort_path(self, cfg: ModelConfig) -> str | None:
+        """Where the engine takes ``POST {"request_ids": [...]}`` to abort requests by
+        their X-Request-Id; None where it has no such route (closing the connection
+        is then the only way, and it is always done too)."""
+        return None
 
 
 def flag_args(args: dict[str, Any]) -> list[str]:

@@ -79,6 +79,7 @@ METRICS: dict[str, str] = {
 class SGLangAdapter(EngineAdapter):
     name = "sglang"
     metrics: ClassVar[dict[str, str]] = METRICS
+    supports_profiling = True
 
     def executable(self) -> list[str]:
         # SGLang documents the module form; it must be importable by this interpreter.

@@ -1,6 +1,8 @@
 """A simulated engine: a real process speaking the OpenAI protocol, no model.
 
 ``python -m modelfleet.engines.simulator --port P [--served-model-name N] [flags]``
+(or ``--uds PATH`` instead of ``--port``: listen on that Unix socket, as engines started
+by hand for seed 000 do)
 
 It answers chat and completions (streaming or not), embeddings and ``/tokenize``
 with deterministic text ("alpha bravo charlie ...", exactly ``max_tokens`` words,
@@ -11,7 +13,7 @@ serving, and injects faults on demand. Users see it only when a config declares
 
 Flags::
 
-    --host H / --port P / --served-model-name N / --model M (ignored)
+    --host H / --port P / --uds PATH / --served-model-name N / --model M (ignored)
     --max-tokens-default 16      max_tokens when a request names none
     --prefill-ms-per-token 0     per uncached prompt token
     --decode-ms-per-token 0      per output token
@@ -90,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The simulator's flags (see the module docstring)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--uds", default=None, help="listen on this Unix socket, not a port")
     parser.add_argument("--served-model-name", default="simulator")
     parser.add_argument("--model", default="simulator")
     parser.add_argument("--prefill-ms-per-token", type=float, default=0.0)
@@ -115,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_num_seqs < 1 or args.block_size < 1:
         parser.error("--max-num-seqs and --block-size must be at least 1")
+    if (args.port is None) == (args.uds is None):
+        parser.error("give one of --port and --uds")
     return args
 
 
@@ -141,11 +146,13 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(f"simulator {args.served_model_name} ({args.role}) on {args.host}:{args.port}",
-          flush=True)
+    where = args.uds or f"{args.host}:{args.port}"
+    print(f"simulator {args.served_model_name} ({args.role}) on {where}", flush=True)
     # handler_cancellation: a client that goes away aborts its request, as in vLLM.
-    web.run_app(build_app(args), host=args.host, port=args.port, print=None,
-                access_log=None, shutdown_timeout=2, handler_cancellation=True)
+    # With a path, run_app serves a web.UnixSite on it instead of a TCP site.
+    place = {"path": args.uds} if args.uds else {"host": args.host, "port": args.port}
+    web.run_app(build_app(args), **place, print=None, access_log=None,
+                shutdown_timeout=2, handler_cancellation=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from modelfleet.settings import ModelConfig, Profile
 
 class SimulatorAdapter(EngineAdapter):
     name = "simulator"
+    supports_profiling = True
 
     def launch(
         self, cfg: ModelConfig, host: str, port: int, profile: Profile | None, role: str = "pd"
@@ -29,6 +30,9 @@ class SimulatorAdapter(EngineAdapter):
         gpus = cuda_devices(profile)
         env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
         return LaunchSpec(argv=argv + flag_args(args), env=env)
+
+    def abort_path(self, cfg: ModelConfig) -> str | None:
+        return "/abort_requests"
 
     def capabilities(self, cfg: ModelConfig) -> set[str]:
         return {CHAT, COMPLETION, EMBEDDING, VISION}

@@ -20,11 +20,17 @@ Roles of disaggregated serving (``role`` of ``launch``)::
              "ECExampleConnector","ec_connector_extra_config":
              {"shared_storage_path":"/tmp/modelfleet-ec/NAME"},"ec_role":"ec_producer"}'
 
-With encoder disaggregation on, ``prefill`` and ``pd`` also get the same EC config with
-``"ec_role":"ec_consumer"``. NixlConnector instances get ``VLLM_NIXL_SIDE_CHANNEL_PORT``
-(unique per host, derived from the HTTP port) and, when bound to a routable address,
-``VLLM_NIXL_SIDE_CHANNEL_HOST``. ``prefill_request``/``decode_request`` shape the two
-requests a router sends for one P/D request.
+A user's ``kv_role: kv_both`` is kept (valid on either side, as vLLM's NIXL examples
+run it); a role contradicting the instance's is refused. Encoder disaggregation is on
+when the model's ``roles`` include encode (or args name an EC connector or config):
+``prefill`` and ``pd`` then get the same EC config with ``"ec_role":"ec_consumer"``.
+Every instance of a disaggregated role runs with ``--enable-request-id-headers``, as
+upstream's examples do, so the router's X-Request-Id names the request on each side.
+``abort_path`` is vLLM's ``/abort_requests``, served only with ``--tokens-only``.
+NixlConnector instances get ``VLLM_NIXL_SIDE_CHANNEL_PORT`` (unique per host, derived
+from the HTTP port) and, when bound to a routable address, ``VLLM_NIXL_SIDE_CHANNEL_HOST``.
+``encode_request``, ``prefill_request`` and ``decode_request`` shape the requests a
+router sends for one E-P-D request (``gateway/disagg.py``).
 
 Knobs read from ``args`` (model args, profile args over them) and never passed as is:
 
@@ -95,6 +101,7 @@ METRICS: dict[str, str] = {
 class VLLMAdapter(EngineAdapter):
     name = "vllm"
     metrics: ClassVar[dict[str, str]] = METRICS
+    supports_profiling = True
 
     def executable(self) -> list[str]:
         """The console script; the same CLI through this interpreter when vLLM is
@@ -132,10 +139,12 @@ class VLLMAdapter(EngineAdapter):
         if role == "encode" and "enable_prefix_caching" not in args:
             # Every upstream encoder-instance example runs without prefix caching.
             args.setdefault("no_enable_prefix_caching", True)
+        if role != "pd":
+            args.setdefault("enable_request_id_headers", True)
         kv = _kv_transfer(role, knobs, host, port, env)
         if kv is not None:
             args["kv_transfer_config"] = kv
-        ec = _ec_transfer(cfg.name, role, knobs)
+        ec = _ec_transfer(cfg.name, role, knobs, bool((cfg.roles or {}).get("encode")))
         if ec is not None:
             args["ec_transfer_config"] = ec
         argv = [*self.executable(), cfg.model, "--host", host, "--port", str(port),
@@ -143,6 +152,9 @@ class VLLMAdapter(EngineAdapter):
         if cfg.api_key:
             argv += ["--api-key", cfg.api_key]
         return LaunchSpec(argv=argv + flag_args(args), env=env)
+
+    def abort_path(self, cfg: ModelConfig) -> str | None:
+        return "/abort_requests" if cfg.args.get("tokens_only") else None
 
     def capabilities(self, cfg: ModelConfig) -> set[str]:
         task = self.task(cfg)
@@ -162,7 +174,12 @@ def _kv_transfer(
     if role in ("prefill", "decode"):
         defaults = {"kv_connector": knobs.get("kv_connector", DEFAULT_KV_CONNECTOR)}
         config = merge(defaults, user or {})
-        config["kv_role"] = "kv_producer" if role == "prefill" else "kv_consumer"
+        wanted = "kv_producer" if role == "prefill" else "kv_consumer"
+        given = config.get("kv_role")
+        if given not in (None, wanted, "kv_both"):
+            raise ConfigError(f"vllm: a {role} instance cannot have kv_role {given!r} "
+                              f"(use {wanted} or kv_both)")
+        config["kv_role"] = given or wanted
     elif role == "pd" and user is not None:
         config = dict(user)
     else:
@@ -180,9 +197,10 @@ def _kv_transfer(
     return config
 
 
-def _ec_transfer(name: str, role: str, knobs: dict[str, Any]) -> dict[str, Any] | None:
+def _ec_transfer(name: str, role: str, knobs: dict[str, Any],
+                 has_encoders: bool = False) -> dict[str, Any] | None:
     user = knobs.get("ec_transfer_config") or {}
-    enabled = role == "encode" or "ec_connector" in knobs or bool(user)
+    enabled = role == "encode" or has_encoders or "ec_connector" in knobs or bool(user)
     if not enabled or role == "decode":
         return None  # decode reads the KV cache, never encoder output
     connector = knobs.get("ec_connector") or user.get("ec_connector") or DEFAULT_EC_CONNECTOR
@@ -194,6 +212,18 @@ def _ec_transfer(name: str, role: str, knobs: dict[str, Any]) -> dict[str, Any] 
     config = merge(defaults, user)
     config["ec_role"] = "ec_producer" if role == "encode" else "ec_consumer"
     return config
+
+
+def encode_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The body for an encoder instance: the client's, answered in one step and not
+    streamed (vLLM's EPD proxy); the encoder runs the media and keeps its output for
+    the instance that prefills."""
+    out = {k: v for k, v in body.items()
+           if k not in ("stream_options", "min_tokens", "min_completion_tokens")}
+    out.update(stream=False, max_tokens=1)
+    if "max_completion_tokens" in body:
+        out["max_completion_tokens"] = 1
+    return out
 
 
 def prefill_request(body: dict[str, Any]) -> dict[str, Any]:

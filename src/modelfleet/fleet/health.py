@@ -27,7 +27,8 @@ TICK_S = 1.0
 async def check_instance(model: ManagedModel, inst: Instance,
                          timeout: float = PROBE_TIMEOUT_S) -> None:
     try:
-        await model.probe(inst.base_url + model.adapter.health_path, timeout=timeout)
+        await model.probe(inst.base_url + model.adapter.health_path, timeout=timeout,
+                          session=inst.session)
     except FleetError as exc:
         inst.health_failures += 1
         inst.healthy = False

@@ -30,17 +30,21 @@ from collections.abc import AsyncIterator, Collection, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from modelfleet.engines.base import EngineAdapter
 from modelfleet.errors import FleetError, ModelStartError, UnavailableError
+from modelfleet.fleet.endpoints import layout_of, parse_address, unix_session
 from modelfleet.fleet.logs import ModelLog
 from modelfleet.fleet.placement import Placement, Reservation
-from modelfleet.fleet.routing import NO_HINT, Breaker, RouteHint, choose, make_policy
+from modelfleet.fleet.routing import NO_HINT, Breaker, Policy, RouteHint, choose, make_policy
 from modelfleet.fleet.supervisor import EngineProcess, free_port
-from modelfleet.settings import ModelConfig, engine_environment
+from modelfleet.settings import Endpoint, ModelConfig, engine_environment
+
+if TYPE_CHECKING:
+    from modelfleet.fleet.coordinator import Coordinator
 
 MAX_BACKOFF_S = 60.0
 
@@ -68,6 +72,23 @@ class Instance:
     health_failures: int = 0
     healthy: bool | None = None
     breaker: Breaker = field(default_factory=Breaker)
+    # Where it runs when another process launched it (an agent, another gateway):
+    # that node's id and the instance's metastore record id. Empty for our own engines.
+    node: str = ""
+    record_id: str = ""
+    fence: int = 0  # the start lock's token when this instance was launched under it
+    # How the instance is shown (its URL, or ipc:///path for a Unix socket; empty: its
+    # base_url), and the session that reaches a Unix socket (None: the model's session).
+    address: str = ""
+    session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        self.address = self.address or self.base_url
+
+    @property
+    def remote(self) -> bool:
+        """Launched by another node: we route to it but neither watch nor stop it."""
+        return bool(self.record_id) and self.process is None
 
     @property
     def pid(self) -> int | None:
@@ -109,6 +130,11 @@ class ManagedModel:
         self._watchers: list[asyncio.Task[None]] = []
         self._replacing: set[asyncio.Task[None]] = set()
         self._policy = make_policy(cfg.routing)
+        self._role_policies: dict[str, Policy] = {}  # disaggregated serving: one per role
+        self._sockets: dict[str, aiohttp.ClientSession] = {}  # endpoints on Unix sockets
+        # Set by the fleet: how starts are shared with other gateways and agents.
+        self.coordinator: Coordinator | None = None
+        self.bind_host = "127.0.0.1"  # engines listen here (an agent: its advertised host)
 
     @property
     def name(self) -> str:
@@ -168,24 +194,42 @@ class ManagedModel:
                 await asyncio.shield(task)
         if self.state in (ModelState.STOPPED, ModelState.FAILED) and not self.instances:
             self.state = ModelState.STOPPED
-            return
-        self._begin("stop", self._stop(grace))
-        await asyncio.shield(self._transition)  # type: ignore[arg-type]
+        else:
+            self._begin("stop", self._stop(grace))
+            await asyncio.shield(self._transition)  # type: ignore[arg-type]
+        sockets, self._sockets = list(self._sockets.values()), {}
+        for session in sockets:
+            await session.close()
 
     @contextlib.asynccontextmanager
     async def lease(self, exclude: Collection[Instance] = (),
-                    hint: RouteHint = NO_HINT) -> AsyncIterator[Instance]:
+                    hint: RouteHint = NO_HINT, role: str | None = None
+                    ) -> AsyncIterator[Instance]:
         """Ready the model, pick an instance and hold it for one request.
 
         The model's routing policy picks (``fleet/routing.py``), reading
         ``hint``; instances with an open circuit are skipped. ``exclude`` names
         instances a retry must avoid; when every instance is excluded,
-        UnavailableError says so.
+        UnavailableError says so. ``role`` picks among the instances of one role
+        (disaggregated serving, each role with its own policy state); without it a
+        disaggregated model offers the instances that can answer alone
+        (``front_role``), never an encoder or a prefill.
         """
         await self.ensure_ready()
         if self._policy.name != self.cfg.routing:  # the config was changed at run time
             self._policy = make_policy(self.cfg.routing)
-        instance = choose(self._policy, self.instances, exclude, hint)
+            self._role_policies.clear()
+        if role is None and not self.disaggregated:
+            instance = choose(self._policy, self.instances, exclude, hint)
+        else:
+            role = role or self.front_role
+            pool = self.instances_of(role)
+            if not pool:
+                raise UnavailableError(f"model {self.name!r} has no {role} instance")
+            policy = self._role_policies.get(role)
+            if policy is None:
+                policy = self._role_policies[role] = make_policy(self.cfg.routing)
+            instance = choose(policy, pool, exclude, hint)
         if instance is None:
             raise UnavailableError(f"no other instance of {self.name!r} to try")
         instance.outstanding += 1
@@ -198,6 +242,25 @@ class ManagedModel:
             instance.breaker.released()
             self.in_flight -= 1
             self.last_used = time.monotonic()
+
+    @property
+    def disaggregated(self) -> bool:
+        """Whether requests go through roles (encode, prefill, decode), not one pd
+        instance: the config says so, or instances that joined do."""
+        cfg = self.cfg
+        if cfg.roles is not None or cfg.endpoints:
+            layout = layout_of(cfg.replicas, cfg.roles, (e.role for e in cfg.endpoints))
+            if any(role != "pd" for role in layout):
+                return True
+        return any(i.role != "pd" for i in self.instances)
+
+    @property
+    def front_role(self) -> str:
+        """The role that answers the client: pd where there is one, else decode."""
+        return "pd" if any(i.role == "pd" for i in self.instances) else "decode"
+
+    def instances_of(self, role: str) -> list[Instance]:
+        return [i for i in self.instances if i.role == role]
 
     @staticmethod
     def report(instance: Instance, ok: bool) -> None:
@@ -235,18 +298,10 @@ class ManagedModel:
         started = time.monotonic()
         self.log.append(f"[modelfleet] starting {self.name} ({self.cfg.engine})")
         try:
-            launched = await asyncio.gather(
-                *(self._start_instance() for _ in range(self.cfg.replicas)),
-                return_exceptions=True,
-            )
-            errors = [r for r in launched if isinstance(r, BaseException)]
-            good = [r for r in launched if isinstance(r, Instance)]
-            if errors:
-                for inst in good:
-                    self._release(inst)
-                    if inst.process:
-                        await inst.process.stop(grace=2)
-                raise errors[0]
+            if self.coordinator is not None:
+                good = await self.coordinator.launch(self, self._launch_local)
+            else:
+                good = await self._launch_local()
         except BaseException as exc:
             self._fail(str(exc) if isinstance(exc, FleetError) else repr(exc))
             if isinstance(exc, FleetError):
@@ -261,8 +316,49 @@ class ManagedModel:
         self.last_used = time.monotonic()
         self.log.append(f"[modelfleet] {self.name} ready in {time.monotonic() - started:.1f}s")
 
-    async def _start_instance(self) -> Instance:
-        host = "127.0.0.1"
+    async def _launch_local(self) -> list[Instance]:
+        """Launch (or reach) every instance here; all or none."""
+        launched = await asyncio.gather(
+            *(self._start_instance(role, endpoint) for role, endpoint in self._slots()),
+            return_exceptions=True,
+        )
+        errors = [r for r in launched if isinstance(r, BaseException)]
+        good = [r for r in launched if isinstance(r, Instance)]
+        if errors:
+            for inst in good:
+                self._release(inst)
+                if inst.process:
+                    await inst.process.stop(grace=2)
+            raise errors[0]
+        return good
+
+    def _slots(self) -> list[tuple[str, Endpoint | None]]:
+        """The instances a start brings up: each endpoint (started by hand), else
+        ``roles`` (or ``replicas`` pd instances) to launch."""
+        if self.cfg.endpoints:
+            return [(e.role, e) for e in self.cfg.endpoints]
+        layout = layout_of(self.cfg.replicas, self.cfg.roles)
+        return [(role, None) for role, count in layout.items() for _ in range(count)]
+
+    async def _reach(self, endpoint: Endpoint) -> Instance:
+        """An instance started by hand: probed for readiness, never launched."""
+        address = parse_address(endpoint.address)
+        session = None
+        if address.uds is not None:
+            session = self._sockets.get(address.uds)
+            if session is None or session.closed:
+                session = self._sockets[address.uds] = unix_session(address.uds, self.session)
+        inst = Instance(base_url=address.base_url, role=endpoint.role,
+                        address=address.display, session=session)
+        await self.probe(inst.base_url + self.adapter.ready_path(self.cfg), session=session)
+        self.config_source = "endpoints"
+        return inst
+
+    async def _start_instance(self, role: str = "pd", endpoint: Endpoint | None = None
+                              ) -> Instance:
+        if endpoint is not None:
+            return await self._reach(endpoint)
+        host = self.bind_host
         if not self.adapter.launched:
             inst = Instance(base_url=self.adapter.base_url(self.cfg, host, 0))
             await self.probe(inst.base_url + self.adapter.ready_path(self.cfg))
@@ -275,7 +371,7 @@ class ManagedModel:
         try:
             profile = reservation.profile if reservation else None
             port = free_port(host)
-            spec = self.adapter.launch(self.cfg, host, port, profile)
+            spec = self.adapter.launch(self.cfg, host, port, profile, role=role)
             process = EngineProcess(spec.argv, engine_environment(spec.env), self.log)
             await process.spawn()
             base_url = self.adapter.base_url(self.cfg, host, port)
@@ -292,7 +388,7 @@ class ManagedModel:
         if reservation is not None:
             reservation.placed = True
             self.config_source = reservation.source
-        return Instance(base_url=base_url, process=process, reservation=reservation)
+        return Instance(base_url=base_url, process=process, reservation=reservation, role=role)
 
     @property
     def health(self) -> str:
@@ -303,12 +399,14 @@ class ManagedModel:
             return "unknown"
         return "unhealthy" if any(i.healthy is False for i in self.instances) else "healthy"
 
-    async def probe(self, url: str, timeout: float = 10) -> None:
-        """GET ``url`` on an engine; ModelStartError unless it answers below 400."""
+    async def probe(self, url: str, timeout: float = 10,
+                    session: aiohttp.ClientSession | None = None) -> None:
+        """GET ``url`` on an engine (through ``session``, an instance's own, when given);
+        ModelStartError unless it answers below 400."""
         headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else None
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout),
-                                        headers=headers) as r:
+            async with (session or self.session).get(
+                    url, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as r:
                 if r.status >= 400:
                     raise ModelStartError(f"{url} answered {r.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -332,7 +430,7 @@ class ManagedModel:
         if self.state is ModelState.READY and len(self.instances) > 1:
             self.instances.remove(inst)
             self.log.append(f"[modelfleet] {len(self.instances)} instance(s) left; replacing it")
-            task = asyncio.create_task(self._replace())
+            task = asyncio.create_task(self._replace(inst.role))
             self._replacing.add(task)
             task.add_done_callback(self._replacing.discard)
             return
@@ -348,9 +446,10 @@ class ManagedModel:
             *(i.process.stop(grace=2) for i in survivors if i.process), return_exceptions=True
         )
 
-    async def _replace(self) -> None:
+    async def _replace(self, role: str = "pd") -> None:
+        """Launch an instance in place of one that died; it keeps that one's role."""
         try:
-            inst = await self._start_instance()
+            inst = await self._start_instance(role)
         except FleetError as exc:
             self.log.append(f"[modelfleet] replacement failed: {exc.message}")
             return
@@ -393,6 +492,16 @@ class ManagedModel:
             *(inst.process.stop(grace) for inst in instances if inst.process),
             return_exceptions=True,
         )
+        if self.coordinator is not None:
+            await self.coordinator.stopped(self, instances)
+
+    def left(self, reason: str) -> None:
+        """Every instance (all run elsewhere) left the fleet: stopped, so the next
+        request starts the model again."""
+        if self.state is ModelState.READY and not self.instances:
+            self.state = ModelState.STOPPED
+            self.ready_at = None
+            self.log.append(f"[modelfleet] {self.name} stopped: {reason}")
 
     def is_idle(self) -> bool:
         """Ready, nothing in flight and no transition under way: safe to stop for room."""

@@ -47,6 +47,8 @@ from modelfleet.gateway.asgi import (
     send_error,
 )
 from modelfleet.gateway.bounds import check_steering
+from modelfleet.gateway.disagg import Disaggregator
+from modelfleet.gateway.inflight import InFlightRegistry, answer_aborted, using
 from modelfleet.gateway.media import MediaFetcher, inline_media
 from modelfleet.gateway.relay import Relay
 from modelfleet.gateway.trace import Trace
@@ -102,6 +104,8 @@ class Proxy:
         self.admission = admission
         self.max_body = settings.server.max_body_bytes
         self.media = MediaFetcher(settings.media)
+        self.disagg = Disaggregator(relay, metrics)  # models with encode/prefill/decode roles
+        self.inflight = InFlightRegistry(relay.session)  # by request id, for POST /abort
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, spec: RouteSpec) -> None:
         """Serve one inference request; every failure leaves as the JSON error shape."""
@@ -252,21 +256,27 @@ class Proxy:
         if scope.get("query_string"):
             upstream_path += "?" + scope["query_string"].decode("latin-1")
         trace = Trace(model.name, route_label(scope["path"]), began)
+        request = self.inflight.open(scope, task)  # its id, and POST /abort finds it
         try:
             async with self._admitted(model, principal_of(scope), trace):
                 await self._relay_with_retries(scope, guard, model, upstream_path, body,
                                                max_tokens, trace, hint)
         except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled():
+            if request.aborted and not watcher.done():  # POST /abort: tell the client
+                await answer_aborted(request, guard, scope["path"], trace)
+            elif not watcher.done() or watcher.cancelled():
                 raise
-            trace.status = 499
-            log.info("client left %s for %s; upstream request aborted", scope["path"], model.name)
+            else:
+                trace.status = 499
+                log.info("client left %s for %s; upstream request aborted", scope["path"],
+                         model.name)
         except FleetError as exc:
             trace.fail(exc)
             exc.recorded = True  # type: ignore[attr-defined]
             raise
         finally:
             watcher.cancel()
+            self.inflight.close(request)
             self.metrics.record(trace.record())
 
     @contextlib.asynccontextmanager
@@ -304,7 +314,7 @@ class Proxy:
                         raise
                     last = exc
                     # No instance was reached (the model could not start): go to fallbacks.
-                    if len(tried) == before or len(tried) >= current.cfg.replicas:
+                    if len(tried) == before or len(tried) >= len(current.instances):
                         break
                     log.warning("retrying %s on another instance of %s: %s",
                                 scope["path"], current.name, exc.message)
@@ -317,6 +327,13 @@ class Proxy:
         body: bytes, max_tokens: object, tried: list[Instance], trace: Trace,
         hint: RouteHint = NO_HINT,
     ) -> None:
+        if not model.instances:  # discovered models show their roles once they are ready
+            await model.ensure_ready()
+        if model.disaggregated:  # encode, prefill, decode instances: gateway/disagg.py
+            self.metrics.note_running(self.fleet.in_flight() + 1)
+            await self.disagg.relay_request(scope, send, model, upstream_path, body,
+                                            max_tokens, trace, hint)
+            return
         async with model.lease(exclude=tried, hint=hint) as instance:
             tried.append(instance)
             trace.reached(model.name, instance)
@@ -325,7 +342,8 @@ class Proxy:
                 outcome = await self.relay.forward(
                     send, scope["method"], instance.base_url + upstream_path, body,
                     path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
-                    rewriter=model.rewriter,
+                    rewriter=model.rewriter, session=instance.session,
+                    request_id=using(model, instance),
                 )
             except FleetError as exc:
                 if _retryable(exc):
@@ -377,6 +395,9 @@ class Proxy:
     async def _call_with_retries(self, model: ManagedModel, upstream_path: str,
                                  payload: dict[str, Any], max_tokens: object,
                                  trace: Trace, hint: RouteHint = NO_HINT) -> dict[str, Any]:
+        if model.disaggregated:  # encode, prefill, decode instances: gateway/disagg.py
+            return await self.disagg.call_json(model, upstream_path, payload, max_tokens,
+                                               trace, hint)
         tried: list[Instance] = []
         while True:
             before = len(tried)
@@ -387,7 +408,7 @@ class Proxy:
                     try:
                         answer = await self.relay.call_json(
                             instance.base_url + upstream_path, payload, max_tokens=max_tokens,
-                            api_key=model.cfg.api_key)
+                            api_key=model.cfg.api_key, session=instance.session)
                     except FleetError as exc:
                         if _retryable(exc):
                             model.report(instance, ok=False)
@@ -395,7 +416,7 @@ class Proxy:
                     model.report(instance, ok=True)
             except FleetError as exc:
                 if (not _retryable(exc) or len(tried) == before
-                        or len(tried) >= model.cfg.replicas):
+                        or len(tried) >= len(model.instances)):
                     raise
                 continue
             model.note_success()

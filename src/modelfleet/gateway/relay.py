@@ -79,15 +79,20 @@ class Relay:
         return self.timeouts.first_byte + self.timeouts.first_byte_per_token * tokens
 
     async def _open(
-        self, method: str, url: str, body: bytes, max_tokens: object, api_key: str | None
+        self, method: str, url: str, body: bytes, max_tokens: object, api_key: str | None,
+        session: aiohttp.ClientSession | None = None, request_id: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send the request and wait for the response head, errors translated."""
+        """Send the request and wait for the response head, errors translated.
+        ``session``: an instance's own (a Unix socket); ``request_id``: X-Request-Id."""
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        if request_id:
+            headers["X-Request-Id"] = request_id
         try:
             async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
-                return await self.session.request(method, url, data=body, headers=headers)
+                return await (session or self.session).request(method, url, data=body,
+                                                               headers=headers)
         except TimeoutError:
             raise InferenceTimeoutError("the engine did not answer in time") from None
         except aiohttp.ClientConnectorError as exc:
@@ -106,21 +111,24 @@ class Relay:
         max_tokens: object = None,
         api_key: str | None = None,
         rewriter: ResponseRewriter | None = None,
+        session: aiohttp.ClientSession | None = None,
+        request_id: str | None = None,
     ) -> Outcome:
         """Send ``body`` to ``url`` and answer the client through ``send``.
 
         Raises FleetError when nothing was sent to the client yet. Cancelling
         the calling task (client gone) closes the upstream connection at once.
+        ``request_id`` goes upstream and back to the client as X-Request-Id.
         """
-        resp = await self._open(method, url, body, max_tokens, api_key)
+        resp = await self._open(method, url, body, max_tokens, api_key, session, request_id)
         outcome = Outcome()
         try:
             outcome.status = resp.status
             if resp.content_type == "text/event-stream" and resp.status == 200:
                 outcome.streamed = True
-                await self._stream(send, resp, outcome, path, rewriter)
+                await self._stream(send, resp, outcome, path, rewriter, request_id)
             else:
-                await self._whole(send, resp, outcome, rewriter)
+                await self._whole(send, resp, outcome, rewriter, request_id)
         except BaseException:
             resp.close()  # an unfinished response must not go back to the pool
             raise
@@ -130,10 +138,12 @@ class Relay:
 
     async def call_json(
         self, url: str, payload: dict[str, Any], *, max_tokens: object = None,
-        api_key: str | None = None,
+        api_key: str | None = None, session: aiohttp.ClientSession | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """POST ``payload`` and return the engine's JSON answer; errors are raised."""
-        resp = await self._open("POST", url, orjson.dumps(payload), max_tokens, api_key)
+        resp = await self._open("POST", url, orjson.dumps(payload), max_tokens, api_key,
+                                session, request_id)
         try:
             data = await self._read(resp)
         except BaseException:
@@ -162,7 +172,7 @@ class Relay:
 
     async def _whole(
         self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome,
-        rewriter: ResponseRewriter | None,
+        rewriter: ResponseRewriter | None, request_id: str | None = None,
     ) -> None:
         data = await self._read(resp)
         if rewriter is not None and resp.status < 400:
@@ -175,6 +185,9 @@ class Relay:
             raise err
         headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
                    if k.lower() in _PASS_HEADERS]
+        if request_id is not None:  # ours, not the engine's echo of it
+            headers = [h for h in headers if h[0] != b"x-request-id"]
+            headers.append((b"x-request-id", request_id.encode()))
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
@@ -183,9 +196,11 @@ class Relay:
 
     async def _stream(
         self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome, path: str,
-        rewriter: ResponseRewriter | None,
+        rewriter: ResponseRewriter | None, request_id: str | None = None,
     ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        headers = _SSE_HEADERS if request_id is None else [
+            *_SSE_HEADERS, (b"x-request-id", request_id.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         content = resp.content
         idle = self.timeouts.idle
         pending = b""  # with a rewriter: the part of a line not yet complete

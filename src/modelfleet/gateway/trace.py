@@ -68,7 +68,8 @@ class Trace:
             self.prompt_tokens = _count(usage.get("prompt_tokens"))
             self.completion_tokens = _count(usage.get("completion_tokens"))
 
-    def record(self) -> RequestRecord:
+    def record(self, stage: bool = False) -> RequestRecord:
+        """The request's record; ``stage``: one step of a disaggregated request."""
         end = time.monotonic()
         ttft = tpot = None
         completion = self.completion_tokens or self.text_events
@@ -81,7 +82,7 @@ class Trace:
             e2e_s=end - self.started, instance=self.instance, role=self.role,
             key_id=self.key_id, queue_s=self.queue_s, ttft_s=ttft, tpot_s=tpot,
             prompt_tokens=self.prompt_tokens, completion_tokens=completion,
-            error_type=self.error_type, stream=self.stream)
+            error_type=self.error_type, stream=self.stream, stage=stage)
 
 
 def _count(value: object) -> int:

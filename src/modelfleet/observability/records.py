@@ -43,6 +43,9 @@ class RequestRecord:
     error_type: str | None = None  # the error code, when it failed
     stream: bool = False
     at: float = field(default_factory=time.time)
+    # One step of a disaggregated request (its encode or prefill): counted for its
+    # instance only, since the client's request has its own record.
+    stage: bool = False
 
     @property
     def ok(self) -> bool:
@@ -127,16 +130,23 @@ class MetricsBook:
 
     def record(self, rec: RequestRecord) -> None:
         now = time.monotonic()
+        if rec.stage:
+            self._add_instance(rec, now)
+            self.prom.e2e.labels(rec.model, rec.instance or "none", rec.role).observe(rec.e2e_s)
+            return
         self.all.add(rec, now)
         if rec.model:  # "" : refused before a model was known
             self.models[rec.model].add(rec, now)
+        self._add_instance(rec, now)
+        self.prom.observe(rec)
+        for listener in self.listeners:
+            listener(rec)
+
+    def _add_instance(self, rec: RequestRecord, now: float) -> None:
         if rec.instance:
             if rec.instance not in self.instances and len(self.instances) >= MAX_INSTANCES:
                 del self.instances[next(iter(self.instances))]  # the longest gone, likely
             self.instances[rec.instance].add(rec, now)
-        self.prom.observe(rec)
-        for listener in self.listeners:
-            listener(rec)
 
     def note_running(self, running: int) -> None:
         self.peak_running = max(self.peak_running, running)

@@ -79,20 +79,23 @@ class EngineScraper:
         await self._loop.close()
 
     async def scrape_once(self) -> None:
+        # Ours, and engines started by hand for seed 000's roles (endpoints); not the
+        # other external servers (providers have no /metrics of this kind).
         targets = [(m, i) for m in list(self.fleet.models.values())
-                   if m.state is ModelState.READY and m.adapter.launched
+                   if m.state is ModelState.READY and (m.adapter.launched or m.cfg.endpoints)
                    for i in list(m.instances)]
-        results = await asyncio.gather(*(self._one(i.base_url) for _, i in targets))
+        results = await asyncio.gather(*(self._one(i.base_url, i.session) for _, i in targets))
         live = {i.base_url for _, i in targets}
         self.stats = {k: v for k, v in self.stats.items() if k in live}
         for (_, inst), figures in zip(targets, results, strict=True):
             if figures is not None:
                 self.stats[inst.base_url] = figures
 
-    async def _one(self, base_url: str) -> dict[str, float] | None:
+    async def _one(self, base_url: str, session: aiohttp.ClientSession | None = None
+                   ) -> dict[str, float] | None:
         try:
-            async with self.session.get(base_url + "/metrics",
-                                        timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            async with (session or self.session).get(
+                    base_url + "/metrics", timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 if resp.status != 200:
                     return None
                 body = await resp.content.read(MAX_BYTES)

@@ -6,7 +6,7 @@ import pytest
 
 from modelfleet.engines import vllm
 from modelfleet.engines.base import CHAT, COMPLETION, EMBEDDING, RERANK, VISION, side_port
-from modelfleet.engines.vllm import VLLMAdapter, decode_request, prefill_request
+from modelfleet.engines.vllm import VLLMAdapter, decode_request, encode_request, prefill_request
 from modelfleet.errors import ConfigError
 from modelfleet.settings import ModelConfig, Profile
 
@@ -79,7 +79,7 @@ def test_vllm_dtype_quantization_len_and_memory() -> None:
 
 def test_vllm_prefill_is_nixl_kv_producer() -> None:
     argv, env = launch(cfg(), role="prefill")
-    assert argv == [*HEAD, "--kv-transfer-config",
+    assert argv == [*HEAD, "--enable-request-id-headers", "--kv-transfer-config",
                     '{"kv_connector":"NixlConnector","kv_role":"kv_producer"}']
     assert env == {"VLLM_NIXL_SIDE_CHANNEL_PORT": "10001"}
 
@@ -88,7 +88,7 @@ def test_vllm_decode_is_nixl_kv_consumer_advertising_its_host() -> None:
     argv, env = launch(cfg(), TWO_GPUS, role="decode", host="10.0.0.5", port=9002)
     assert argv == ["vllm", "serve", "/models/qwen", "--host", "10.0.0.5", "--port", "9002",
                     "--served-model-name", "qwen", "--tensor-parallel-size", "2",
-                    "--kv-transfer-config",
+                    "--enable-request-id-headers", "--kv-transfer-config",
                     '{"kv_connector":"NixlConnector","kv_role":"kv_consumer"}']
     assert env == {"CUDA_VISIBLE_DEVICES": "0,1", "VLLM_NIXL_SIDE_CHANNEL_PORT": "10002",
                    "VLLM_NIXL_SIDE_CHANNEL_HOST": "10.0.0.5"}
@@ -103,7 +103,7 @@ def test_vllm_encode_is_ec_producer_without_prefix_caching() -> None:
     argv, env = launch(cfg(name="qwen-vl"), role="encode")
     assert argv[argv.index("--served-model-name") + 1] == "qwen-vl"
     assert argv[9:] == [
-        "--no-enable-prefix-caching", "--ec-transfer-config",
+        "--no-enable-prefix-caching", "--enable-request-id-headers", "--ec-transfer-config",
         '{"ec_connector":"ECExampleConnector","ec_connector_extra_config":'
         '{"shared_storage_path":"/tmp/modelfleet-ec/qwen-vl"},"ec_role":"ec_producer"}']
     assert env == {}
@@ -127,12 +127,15 @@ def test_vllm_prefill_with_encoder_disaggregation_gets_both_configs() -> None:
     assert "--ec-transfer-config" not in argv
 
 
-def test_vllm_user_transfer_config_wins_but_role_decides_kv_role() -> None:
+def test_vllm_user_transfer_config_wins_and_kv_both_is_kept() -> None:
     user = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both",
             "kv_connector_extra_config": {"discard_partial_chunks": False}}
     argv, env = launch(cfg(args={"kv_transfer_config": user}), role="decode")
-    assert json.loads(argv[-1]) == {**user, "kv_role": "kv_consumer"}
+    assert json.loads(argv[-1]) == user  # kv_both is valid on either side
     assert env == {}  # no Nixl side channel for another connector
+    argv, _ = launch(cfg(args={"kv_transfer_config": {"kv_connector_extra_config": {}}}),
+                     role="decode")
+    assert json.loads(argv[-1])["kv_role"] == "kv_consumer"  # unset: the role decides
     argv, _ = launch(cfg(args={"kv_transfer_config": user}), role="pd")
     assert json.loads(argv[-1]) == user  # pd passes the user's config as is
     argv, _ = launch(cfg(args={"kv_transfer_config": user}), role="encode")
@@ -218,3 +221,58 @@ def test_vllm_side_port_stays_in_range() -> None:
     assert side_port(65000, 1000) == 1488
     assert vllm.METRICS["itl_seconds"] == "vllm:inter_token_latency_seconds"
     assert VLLMAdapter.metrics["requests_waiting"] == "vllm:num_requests_waiting"
+
+
+def test_vllm_contradicting_kv_role_is_refused() -> None:
+    with pytest.raises(ConfigError, match="a prefill instance cannot have kv_role"):
+        launch(cfg(args={"kv_transfer_config": {"kv_role": "kv_consumer"}}), role="prefill")
+    with pytest.raises(ConfigError, match="a decode instance cannot have kv_role"):
+        launch(cfg(args={"kv_transfer_config": {"kv_role": "kv_producer"}}), role="decode")
+
+
+def test_vllm_roles_with_an_encoder_make_pd_and_prefill_consumers() -> None:
+    # {encode, pd}: the pd instance reads the encoder's output without any EC knob.
+    config = cfg(name="vl", roles={"encode": 1, "pd": 1})
+    argv, _ = launch(config, role="pd")
+    ec = json.loads(argv[argv.index("--ec-transfer-config") + 1])
+    assert ec == {"ec_connector": "ECExampleConnector", "ec_connector_extra_config": {
+        "shared_storage_path": "/tmp/modelfleet-ec/vl"}, "ec_role": "ec_consumer"}
+    assert "--enable-request-id-headers" not in argv  # pd: the plain command line
+    argv, _ = launch(cfg(name="vl", roles={"encode": 1, "prefill": 1, "decode": 1}),
+                     role="prefill")
+    assert json.loads(argv[argv.index("--ec-transfer-config") + 1])["ec_role"] == \
+        "ec_consumer"
+    assert json.loads(argv[argv.index("--kv-transfer-config") + 1])["kv_role"] == \
+        "kv_producer"
+    argv, _ = launch(cfg(name="vl", roles={"encode": 1, "prefill": 1, "decode": 1}),
+                     role="decode")
+    assert "--ec-transfer-config" not in argv
+    # without an encoder in the layout, pd stays plain
+    assert launch(cfg(roles={"pd": 2}), role="pd") == (HEAD, {})
+
+
+def test_vllm_encode_request_is_one_step_and_not_streamed() -> None:
+    body = {"model": "vl", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}, "max_completion_tokens": 50,
+            "min_tokens": 3}
+    assert encode_request(body) == {
+        "model": "vl", "messages": [{"role": "user", "content": "hi"}], "stream": False,
+        "max_tokens": 1, "max_completion_tokens": 1}
+    assert body["stream"] is True
+
+
+def test_vllm_prefill_request_of_a_chat_keeps_messages_and_mm_hashes() -> None:
+    body = {"model": "vl", "messages": [{"role": "user", "content": "hi"}],
+            "max_completion_tokens": 64, "stream": True, "mm_hashes": ["ab"]}
+    first = prefill_request(body)
+    assert first["messages"] == body["messages"] and first["mm_hashes"] == ["ab"]
+    assert (first["max_tokens"], first["max_completion_tokens"], first["stream"]) == (1, 1, False)
+    assert first["kv_transfer_params"]["do_remote_decode"] is True
+    assert "stream_options" not in first
+
+
+def test_vllm_abort_route_and_profiler() -> None:
+    adapter = VLLMAdapter()
+    assert adapter.can_profile(cfg())
+    assert adapter.abort_path(cfg()) is None  # served only in tokens-only mode
+    assert adapter.abort_path(cfg(args={"tokens_only": True})) == "/abort_requests"

@@ -299,7 +299,9 @@ class Simulator:
         ids = list(range(self._next_block_id, self._next_block_id + blocks))
         self._next_block_id += blocks
         sock = request.transport.get_extra_info("sockname") if request.transport else None
-        host, port = (sock[0], sock[1]) if sock else (request.host, None)
+        # A TCP socket's name is (host, port, ...); a Unix socket's is its path.
+        host, port = (sock[0], sock[1]) if isinstance(sock, tuple) else (sock or request.host,
+                                                                          None)
         return {"do_remote_prefill": True, "do_remote_decode": False,
                 "remote_engine_id": self.engine_id, "remote_block_ids": ids,
                 "remote_host": host, "remote_port": port, "remote_request_id": job.rid,
