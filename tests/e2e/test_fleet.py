@@ -201,6 +201,30 @@ def test_epd_request_across_agents(fleet: Fleet) -> None:
     assert stats["decode"]["kv_missing"] == 0
 
 
+def test_abort_reaches_the_gateway_that_holds_the_request(fleet: Fleet) -> None:
+    gw1, gw2 = fleet.gateways[:2]
+    assert chat(gw1, "remote-sim")
+    rid = f"abort-{uuid.uuid4().hex[:12]}"
+    events: list[str] = []
+
+    def stream() -> None:
+        with httpx.stream("POST", gw1.url + "/v1/chat/completions", timeout=60,
+                          headers={"X-Request-Id": rid},
+                          json={"model": "remote-sim", "stream": True, "max_tokens": 2000,
+                                "messages": [{"role": "user", "content": "go on"}]}) as r:
+            events.extend(line for line in r.iter_lines() if line.startswith("data:"))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(stream)
+        wait_until(lambda: len(events) > 3, timeout=20, interval=0.02)
+        answer = gw2.post("/abort", json={"request_id": rid}).json()
+        assert answer == {"aborted": [], "not_found": [rid], "forwarded": [rid]}
+        running.result(timeout=20)
+    assert events[-1] == "data: [DONE]"
+    assert "REQUEST_ABORTED" in events[-2]
+    assert len(events) < 2000  # cut short, not run to max_tokens
+
+
 def test_killed_agent_leaves_routing_within_two_ttls(fleet: Fleet) -> None:
     gw1, gw2 = fleet.gateways[:2]
     a3 = fleet.agent("a3", "127.0.0.4")

@@ -3,7 +3,8 @@
 - ``POST /abort`` ``{"request_id": "…"}`` or ``{"request_ids": [...]}``: each id (ours,
   the client's X-Request-Id, or the engine's ``chatcmpl-…``/``cmpl-…``) in flight on
   this gateway is cancelled (``gateway/inflight.py``); answers ``{"aborted": [...],
-  "not_found": [...]}``.
+  "not_found": [...], "forwarded": [...]}``: with a shared metastore, ids not found
+  here are published to the other gateways, which abort those they hold.
 - ``POST /start_profile`` and ``/stop_profile``: forwarded to every instance of every
   ready model whose engine can profile (``EngineAdapter.can_profile``); answers one
   item per instance, ``{model, address, role, status}``, status ``ok``, ``failed``
@@ -41,6 +42,9 @@ class AbortBody(BaseModel):
 class AbortResult(BaseModel):
     aborted: list[str]
     not_found: list[str]
+    # Ids not in flight here, passed on to the other gateways of the fleet (shared
+    # metastore): each aborts those it holds.
+    forwarded: list[str] = []
 
 
 class ProfileItem(BaseModel):
@@ -63,8 +67,12 @@ async def abort(body: AbortBody, core: CoreDep) -> dict[str, Any]:
     if not ids:
         raise InvalidRequestError("request_id or request_ids is required", param="request_id")
     found = await asyncio.gather(*(core.proxy.inflight.abort(rid) for rid in ids))
+    missing = [rid for rid, ok in zip(ids, found, strict=True) if not ok]
+    forwarded = missing if core.coordinator.shared and missing else []
+    if forwarded:
+        await core.coordinator.broadcast_abort(forwarded)
     return {"aborted": [rid for rid, ok in zip(ids, found, strict=True) if ok],
-            "not_found": [rid for rid, ok in zip(ids, found, strict=True) if not ok]}
+            "not_found": missing, "forwarded": forwarded}
 
 
 @router.post("/start_profile", response_model=ProfileResult)
