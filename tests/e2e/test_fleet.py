@@ -201,6 +201,20 @@ def test_epd_request_across_agents(fleet: Fleet) -> None:
     assert stats["decode"]["kv_missing"] == 0
 
 
+def test_gateway_shutdown_leaves_agent_models_running(fleet: Fleet) -> None:
+    gw1 = fleet.gateways[0]
+    gw3 = fleet.gateway("gw3")
+    assert chat(gw3, "remote-sim")
+    before = sorted(r["id"] for r in fleet.records(gw1, "remote-sim"))
+    engines = [engines_of(a.engine_pids(), "remote-sim") for a in fleet.agents.values()]
+    gw3.stop()
+    fleet.gateways.remove(gw3)
+    time.sleep(TTL_S)
+    assert sorted(r["id"] for r in fleet.records(gw1, "remote-sim")) == before
+    assert [engines_of(a.engine_pids(), "remote-sim") for a in fleet.agents.values()] == engines
+    assert chat(gw1, "remote-sim")
+
+
 def test_abort_reaches_the_gateway_that_holds_the_request(fleet: Fleet) -> None:
     gw1, gw2 = fleet.gateways[:2]
     assert chat(gw1, "remote-sim")

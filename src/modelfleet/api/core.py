@@ -183,6 +183,7 @@ class Core:
             await self.alerts.close()
             await self.engine_stats.close()
             await self.system.close()
+            self.coordinator.closing = True
             await self.fleet.close()
             await self.coordinator.close()
             await self.proxy.media.close()

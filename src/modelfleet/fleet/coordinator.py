@@ -111,6 +111,9 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed_at = 0.0
         self._reachable_since: float | None = None  # None: unreachable at the last read
+        # Set when the gateway shuts down: its models stop here, but models on agents keep
+        # running for the other gateways (and for this one when it comes back).
+        self.closing = False
         self._saved: bytes = b""
 
     @property
@@ -401,7 +404,7 @@ class Coordinator:
             if inst.record_id and not inst.remote:
                 with contextlib.suppress(MetastoreUnavailableError):
                     await self.metastore.remove_instance(inst.record_id)
-        if model.cfg.nodes:
+        if model.cfg.nodes and not self.closing:
             await self._unassign(model, model.cfg.nodes)
 
     def used_elsewhere(self, model: ManagedModel, within_s: float) -> bool:
