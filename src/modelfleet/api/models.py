@@ -44,7 +44,7 @@ def model_info(model: ManagedModel) -> dict[str, Any]:
         "start_count": model.start_count,
         "auto_start": model.cfg.auto_start,
         "idle_timeout": model.cfg.idle_timeout,
-        "endpoint": first.base_url if first else None,
+        "endpoint": first.address if first else None,
         "instances": [
             {"address": i.address, "pid": i.pid, "role": i.role,
              "outstanding": i.outstanding, "served": i.served}
@@ -65,7 +65,7 @@ async def list_models(core: CoreDep) -> dict[str, Any]:
                      "status": m.state.value})
         entries.append({"id": m.name, "name": m.cfg.model, "status": m.state.value,
                         "supports": sorted(m.capabilities),
-                        "endpoint": m.instances[0].base_url if m.instances else None})
+                        "endpoint": m.instances[0].address if m.instances else None})
     return {"object": "list", "data": data, "models": entries}
 
 
