@@ -56,6 +56,10 @@ class Authenticator:
         self._users: dict[str, tuple[float, bool]] = {}  # user id → (when, usable)
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Key lookups under way, by secret hash: when a cached key expires under load,
+        # the requests that find it expired wait for one query instead of each sending one.
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
+        self._generation = 0  # bumped by forget(): a lookup begun before is not cached
 
     async def refresh(self) -> bool:
         """Recount users and keys: auth is on while any exists."""
@@ -66,8 +70,10 @@ class Authenticator:
 
     def forget(self) -> None:
         """Drop the caches (a key was revoked, a user disabled or removed)."""
+        self._generation += 1
         self._keys.clear()
         self._users.clear()
+        self._loading.clear()
 
     async def authenticate(self, bearer: str | None) -> Principal:
         if not self.enabled:
@@ -104,17 +110,35 @@ class Authenticator:
         now = time.monotonic()
         cached = self._keys.get(digest)
         if cached is None or now - cached[0] > CACHE_S:
-            row = await self.store.keys.get_by_secret(secret)
-            principal = self._principal_of(row) if row is not None else None
-            cached = (now, principal)
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys[digest] = cached
-        principal = cached[1]
+            loading = self._loading.get(digest)
+            if loading is None:
+                loading = asyncio.ensure_future(self._load_key(digest, secret, now))
+                self._loading[digest] = loading
+                loading.add_done_callback(lambda done: self._loaded(digest, done))
+            # Shielded: a caller that gives up does not cancel the others' lookup.
+            principal = await asyncio.shield(loading)
+        else:
+            principal = cached[1]
         if principal is None:
             raise AuthenticationError("the API key is not valid", code="INVALID_API_KEY")
         self._touch(principal.id, now)
         return principal
+
+    async def _load_key(self, digest: str, secret: str, now: float) -> Principal | None:
+        generation = self._generation
+        row = await self.store.keys.get_by_secret(secret)
+        principal = self._principal_of(row) if row is not None else None
+        if generation == self._generation:  # not forgotten meanwhile
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (now, principal)
+        return principal
+
+    def _loaded(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
+        if self._loading.get(digest) is done:
+            del self._loading[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter has left
 
     @staticmethod
     def _principal_of(row: ApiKeyRow) -> Principal:

@@ -19,6 +19,10 @@ from modelfleet.gateway.asgi import Scope
 from modelfleet.settings import Settings
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# How many Host values and (method, path) pairs the guard remembers its answer for: the
+# few a server really sees; a flood of odd ones is checked afresh each time.
+MEMO = 1024
+_UNKNOWN = "?"
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +49,8 @@ class Guard:
         self.max_header_bytes = settings.server.max_header_bytes
         self.check_host = is_loopback(settings.server.host)
         self.hosts = LOCAL_NAMES | {h.lower() for h in settings.server.allowed_hosts}
+        self._host_ok: dict[bytes, bool] = {}
+        self._roles: dict[tuple[str, str], str | None] = {}
 
     async def check(self, scope: Scope) -> Principal:
         headers = scope["headers"]
@@ -57,13 +63,16 @@ class Guard:
         if size > self.max_header_bytes:
             raise HeadersTooLargeError(
                 f"request headers are {size} bytes; at most {self.max_header_bytes} allowed")
-        if self.check_host and host is not None:
-            name = host_name(host.decode("latin-1"))
-            if name not in self.hosts:
-                raise PermissionDeniedError(
-                    f"host {name!r} is not served here (the server listens on loopback; "
-                    "add it to server.allowed_hosts)", code="HOST_NOT_ALLOWED")
-        role = required_role(scope.get("method", "GET"), scope["path"], self.settings.auth)
+        if self.check_host and host is not None and not self._host_allowed(host):
+            raise PermissionDeniedError(
+                f"host {host_name(host.decode('latin-1'))!r} is not served here (the server "
+                "listens on loopback; add it to server.allowed_hosts)", code="HOST_NOT_ALLOWED")
+        route = (scope.get("method", "GET"), scope["path"])
+        role = self._roles.get(route, _UNKNOWN)
+        if role == _UNKNOWN:
+            role = required_role(route[0], route[1], self.settings.auth)
+            if len(self._roles) < MEMO:
+                self._roles[route] = role
         if role is None:
             return PUBLIC if self.auth.enabled else ANONYMOUS
         bearer = bearer_of(headers)
@@ -73,6 +82,15 @@ class Guard:
         if role == "admin" and not principal.is_admin:
             raise PermissionDeniedError("this route needs an admin", code="ADMIN_REQUIRED")
         return principal
+
+
+    def _host_allowed(self, host: bytes) -> bool:
+        allowed = self._host_ok.get(host)
+        if allowed is None:
+            allowed = host_name(host.decode("latin-1")) in self.hosts
+            if len(self._host_ok) < MEMO:
+                self._host_ok[host] = allowed
+        return allowed
 
 
 def _query_token(scope: Scope) -> str | None:

@@ -2,8 +2,11 @@
 
 Bodies go upstream as the client sent them. Responses come back without
 re-serialisation: a JSON answer is passed on whole, an SSE stream chunk by
-chunk as each arrives. aiohttp and socket errors are translated here, at the
-edge, into FleetErrors; nothing from aiohttp leaves this module.
+chunk as each arrives. POSTs to plain ``http://host:port`` engines go through
+our own keep-alive pool (``upstream.py``: a fraction of aiohttp's cost per
+request); HTTPS, Unix sockets and other methods through aiohttp. Client and
+socket errors are translated here, at the edge, into FleetErrors; nothing from
+either client leaves this module.
 
 Timeouts: ``connect``; first byte (the response head), ``first_byte`` plus
 ``first_byte_per_token`` × max_tokens since a non-streaming engine answers
@@ -33,6 +36,7 @@ from modelfleet.errors import (
     sse_error_event,
 )
 from modelfleet.gateway.asgi import Send
+from modelfleet.gateway.upstream import Pool, Response, UpstreamConnectError, plain_target
 from modelfleet.settings import TimeoutSettings
 
 # Response headers worth passing on; hop-by-hop and length headers are ours to set.
@@ -69,10 +73,18 @@ def make_session(timeouts: TimeoutSettings) -> aiohttp.ClientSession:
     )
 
 
+# An engine's answer: from our own keep-alive pool (plain http), else from aiohttp.
+Answer = aiohttp.ClientResponse | Response
+
+
 class Relay:
     def __init__(self, session: aiohttp.ClientSession, timeouts: TimeoutSettings):
         self.session = session
         self.timeouts = timeouts
+        self.pool = Pool(timeouts.connect)  # POSTs to http://host:port (see upstream.py)
+
+    def close(self) -> None:
+        self.pool.close()
 
     def first_byte_timeout(self, max_tokens: object) -> float:
         tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 256
@@ -81,7 +93,7 @@ class Relay:
     async def _open(
         self, method: str, url: str, body: bytes, max_tokens: object, api_key: str | None,
         session: aiohttp.ClientSession | None = None, request_id: str | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Answer:
         """Send the request and wait for the response head, errors translated.
         ``session``: an instance's own (a Unix socket); ``request_id``: X-Request-Id."""
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
@@ -89,13 +101,16 @@ class Relay:
             headers["Authorization"] = f"Bearer {api_key}"
         if request_id:
             headers["X-Request-Id"] = request_id
+        target = plain_target(url) if session is None and method == "POST" else None
         try:
             async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
+                if target is not None:
+                    return await self.pool.request(*target, body, headers)
                 return await (session or self.session).request(method, url, data=body,
                                                                headers=headers)
         except TimeoutError:
             raise InferenceTimeoutError("the engine did not answer in time") from None
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, UpstreamConnectError) as exc:
             raise DownstreamFailedError(f"the engine is unreachable: {exc.strerror}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
@@ -161,7 +176,9 @@ class Relay:
             raise UpstreamError("the engine answered with JSON that is not an object")
         return answer
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, resp: Answer) -> bytes:
+        if isinstance(resp, Response) and resp.complete:
+            return await resp.read()  # already all here: no idle timer to arm
         try:
             async with asyncio.timeout(self.timeouts.idle):
                 return await resp.read()
@@ -171,7 +188,7 @@ class Relay:
             raise UpstreamError(f"the engine broke the connection: {_describe(exc)}") from None
 
     async def _whole(
-        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome,
+        self, send: Send, resp: Answer, outcome: Outcome,
         rewriter: ResponseRewriter | None, request_id: str | None = None,
     ) -> None:
         data = await self._read(resp)
@@ -195,7 +212,7 @@ class Relay:
             outcome.usage = _usage_of(data)
 
     async def _stream(
-        self, send: Send, resp: aiohttp.ClientResponse, outcome: Outcome, path: str,
+        self, send: Send, resp: Answer, outcome: Outcome, path: str,
         rewriter: ResponseRewriter | None, request_id: str | None = None,
     ) -> None:
         headers = _SSE_HEADERS if request_id is None else [

@@ -9,7 +9,7 @@ seed 001's names (``vllm_num_waiting_requests``, ``vllm_num_running_requests``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 PER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 INSTANCE = ("model", "instance", "role")
+MAX_CHILDREN = 8192
 
 
 class PromMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("modelfleet_requests", "Requests answered, by status code.",
                                 ["model", "route", "status"], registry=r)
@@ -61,19 +63,31 @@ class PromMetrics:
 
     def observe(self, rec: RequestRecord) -> None:
         model = rec.model or "-"
-        self.requests.labels(model, rec.route, str(rec.status)).inc()
+        self._child(self.requests, model, rec.route, str(rec.status)).inc()
         if not rec.ok and rec.status != 499:
-            self.errors.labels(model, rec.error_type or f"HTTP_{rec.status}").inc()
+            self._child(self.errors, model, rec.error_type or f"HTTP_{rec.status}").inc()
         if not rec.model:
             return
         if rec.prompt_tokens:
-            self.tokens.labels(rec.model, "prompt").inc(rec.prompt_tokens)
+            self._child(self.tokens, rec.model, "prompt").inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            self.tokens.labels(rec.model, "completion").inc(rec.completion_tokens)
-        labels = (rec.model, rec.instance or "none", rec.role)
-        self.e2e.labels(*labels).observe(rec.e2e_s)
-        self.queue.labels(rec.model).observe(rec.queue_s)
+            self._child(self.tokens, rec.model, "completion").inc(rec.completion_tokens)
+        instance = rec.instance or "none"
+        self._child(self.e2e, rec.model, instance, rec.role).observe(rec.e2e_s)
+        self._child(self.queue, rec.model).observe(rec.queue_s)
         if rec.ttft_s is not None:
-            self.ttft.labels(*labels).observe(rec.ttft_s)
+            self._child(self.ttft, rec.model, instance, rec.role).observe(rec.ttft_s)
         if rec.tpot_s is not None:
-            self.tpot.labels(*labels).observe(rec.tpot_s)
+            self._child(self.tpot, rec.model, instance, rec.role).observe(rec.tpot_s)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: ``labels()`` checks and locks on every
+        call, and a request records up to seven series. Only for metrics never cleared
+        (the per-request ones); the cache forgets everything past MAX_CHILDREN."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= MAX_CHILDREN:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child

@@ -115,7 +115,10 @@ class Series:
 
 
 def _bucket(seconds: float) -> str:
-    return next(name for bound, name in LATENCY_BUCKETS if seconds < bound)
+    for bound, name in LATENCY_BUCKETS:  # a loop, not next(genexpr): once per request
+        if seconds < bound:
+            return name
+    return LATENCY_BUCKETS[-1][1]
 
 
 class MetricsBook:

@@ -117,11 +117,15 @@ class Roller:
         self._loop = Periodic(self.flush, lambda: settings.rollup_interval_s,
                               "writing metric rollups")
         self._pruned = 0.0
+        self._minute: tuple[int, datetime] = (-1, bucket(0))
 
     def add(self, rec: RequestRecord) -> None:
         """A request finished (called by the metrics book; cheap)."""
         if rec.model:
-            self.minutes[bucket(rec.at)][rec.model].add(rec)
+            minute = int(rec.at // 60)
+            if minute != self._minute[0]:  # a datetime per minute, not per request
+                self._minute = (minute, bucket(rec.at))
+            self.minutes[self._minute[1]][rec.model].add(rec)
 
     def start(self) -> None:
         self._loop.start()
