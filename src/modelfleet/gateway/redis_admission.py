@@ -77,7 +77,7 @@ class RedisBackend:
         lease_ttl_s: float = 15.0,
         poll_s: float = 0.1,
         retry_s: float = 5.0,
-        timeout_s: float = 2.0,
+        timeout_s: float = 1.0,
     ):
         self.prefix = prefix
         self.window_s = window_s

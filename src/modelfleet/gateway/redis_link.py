@@ -48,6 +48,8 @@ class RedisLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._down_until = 0.0
+        self._down = False
+        self.timeout_s = timeout_s
         self._warned_at = -_WARN_EVERY_S
 
     def script(self, source: str) -> AsyncScript:
@@ -55,14 +57,28 @@ class RedisLink:
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script``; a cancelled caller returns at once, the script still lands first."""
-        return await _shielded(script(keys=keys, args=args))
+        result = await _shielded(script(keys=keys, args=args))
+        if self._down:  # the probe answered: everyone back on Redis
+            self._down = False
+            self._down_until = 0.0
+        return result
 
     @property
     def usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        """Whether to use Redis now. Once ``retry_s`` has passed after a failure, one
+        caller probes it; the others keep to the fallback until the probe answers, so
+        an outage (or a paused Redis) costs one request per ``retry_s`` a timeout, not
+        every request that arrives while the probe waits."""
+        now = time.monotonic()
+        if now < self._down_until:
+            return False
+        if self._down:
+            self._down_until = now + self.timeout_s * 2  # this caller is the probe
+        return True
 
     def failed(self, exc: BaseException) -> None:
         """Note a failed command: Redis is skipped for ``retry_s``."""
+        self._down = True
         self._down_until = time.monotonic() + self.retry_s
         self.warn(exc)
 
