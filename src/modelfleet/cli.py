@@ -65,6 +65,10 @@ def serve(
         console.print(f"[red]--allowed-local-media-path {allowed_local_media_path} is not a "
                       "directory[/red]", highlight=False)
         raise typer.Exit(2)
+    if proxy_addr is not None and proxy_addr.exists() and not proxy_addr.is_socket():
+        console.print(f"[red]--proxy-addr {proxy_addr} exists and is not a socket[/red]",
+                      highlight=False)
+        raise typer.Exit(2)
     media_path = str(allowed_local_media_path.resolve()) if allowed_local_media_path else None
     lists = {role: values for role, values in (
         ("encode", encode_addr_list), ("pd", pd_addr_list), ("prefill", prefill_addr_list),

@@ -1,5 +1,7 @@
 """Seed 000's serve flags: address lists and the model they make."""
 
+from pathlib import Path
+
 import pytest
 
 from modelfleet.cli_disagg import endpoint_model, expand_list_flags
@@ -39,3 +41,17 @@ def test_a_layout_that_cannot_serve_is_refused() -> None:
         endpoint_model(None, None, {"pd": ["h:1"]})
     with pytest.raises(ValueError, match="address"):
         endpoint_model("/m/q", None, {"pd": ["no such address"]})
+
+
+def test_proxy_addr_that_is_a_plain_file_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modelfleet.cli import app
+
+    plain = tmp_path / "proxy"
+    plain.write_text("not a socket")
+    result = CliRunner().invoke(app, ["serve", "--proxy-addr", str(plain), "--data-dir",
+                                      str(tmp_path / "data")])
+    assert result.exit_code == 2
+    assert "is not a socket" in result.output
+    assert plain.read_text() == "not a socket"
