@@ -20,7 +20,7 @@ import pytest
 import redis
 import yaml
 
-from tests.helpers import wait_until
+from tests.helpers import stop_process, wait_until
 
 
 @dataclass
@@ -82,13 +82,7 @@ class AgentProc:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_agent(tmp: Path, redis_url: str, node_id: str, host: str = "127.0.0.1", *,

@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from modelfleet.metastore import Metastore, open_metastore
+from tests.fleet_support import RedisServer
 from tests.helpers import free_port
 
 REDIS_URL = os.environ.get("MODELFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,46 +106,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Metastore]:
         await client.aclose()
 
 
-@dataclass
-class RedisServer:
-    """A private ``redis-server`` that a test may pause, stop and start again."""
-
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                             check=False).stdout.strip() != b"PONG":
-            assert self.proc.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
-        pytest.skip("redis-server is not installed: a private server to pause and restart "
-                    "is needed")
-    server = RedisServer(free_port())
-    server.start()
+    server = RedisServer(free_port()).start()
     try:
         yield server
     finally:
