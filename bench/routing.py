@@ -1,24 +1,33 @@
 """Routing policies on a shared-prefix chat workload: TTFT and throughput per policy.
 
-One gateway serves the same 4-replica simulator model once per policy (one
-model entry per policy, all alike but for ``routing``). The simulator has a
-real prefix cache and a prefill cost per uncached token, so a policy that
-sends a conversation back to the instance holding its prefix answers sooner.
+One gateway serves five models that differ only in ``routing``, each with 4
+simulator replicas. The simulator has an LRU prefix cache and charges a
+prefill cost per uncached prompt token, so a request that reaches the
+instance holding its conversation's earlier turns answers sooner.
 
-Workload: ``--conversations`` chats in groups of ``--group``; each group
-shares a long system prompt, each chat adds ``--turns`` user turns (with the
-assistant's answers in between), and all chats run at once, each turn after
-the previous answer. TTFT is measured on the stream (first content chunk).
+Workload (seeded, the same for every arm): ``--conversations`` chats start at
+random moments over ``--arrive-s`` seconds; each belongs to one of ``--apps``
+apps whose system prompt it shares, and runs its turns one after the other:
+each turn sends the whole conversation so far plus a new user message, streams
+the answer to its end, and the user thinks a while before the next. Sizes are
+drawn per app, chat and turn from the ranges given (words; the simulator counts
+a word as a token). TTFT is the time to the first content chunk.
 
 Arms: ``round_robin``, ``least_outstanding``, ``power_of_two``,
 ``prefix_aware``, ``session`` (``X-Session-Id`` = the chat), and ``oracle``:
-each chat sent straight to one engine, chosen as chat id modulo the replica
-count, bypassing the gateway (every turn hits its own cache, load is even by
-construction; it pays no gateway overhead either).
+four more simulators, each behind the gateway as its own ``external`` model, so
+the oracle pays the same relay; the bench replays each one's prefix cache (the
+simulator's own LRU class, block hashes and capacity, fed with what it sent
+there) and sends every request to the instance with the longest cached prefix
+among those under prefix_aware's load bound (the least loaded on a tie).
 
-    .venv/bin/python bench/routing.py                   # full run (~2 minutes)
+All arms run at the same time, each on its own engines, so load from
+elsewhere on the machine falls on every arm alike. The think time keeps the
+streams few enough for the two cores of a small machine to relay for six arms.
+
+    .venv/bin/python bench/routing.py                   # full run (~4 minutes)
     .venv/bin/python bench/routing.py --smoke           # seconds, for tests
-    .venv/bin/python bench/routing.py --plot ttft.png   # needs matplotlib
+    .venv/bin/python bench/routing.py --plot docs/img/routing.png   # needs matplotlib
 """
 
 from __future__ import annotations
@@ -27,60 +36,152 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import statistics
 import subprocess
+import sys
 import tempfile
+import textwrap
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
 import orjson
-from benchlib import launch_gateway
+from benchlib import free_port, launch_gateway
+
+from modelfleet.engines.sim.cache import PrefixCache
+from modelfleet.engines.sim.prompt import block_hashes, parse_prompt
+from modelfleet.fleet import routing
 
 POLICIES = ["round_robin", "least_outstanding", "power_of_two", "prefix_aware", "session"]
 ARMS = [*POLICIES, "oracle"]
 REPLICAS = 4
+BLOCK_SIZE = 16  # the simulator's default --block-size
 
 
 @dataclass
 class Workload:
     conversations: int
-    group: int
-    system_words: int
-    turn_words: int
-    turns: int
-    max_tokens: int
+    arrive_s: float
+    think_s: tuple[float, float]
+    apps: int
+    system_words: tuple[int, int]
+    turns: tuple[int, int]
+    user_words: tuple[int, int]
+    answer_tokens: tuple[int, int]
     prefill_ms: float
     decode_ms: float
+    max_num_seqs: int
+    cache_blocks: int
+    seed: int
+
+    def engine_args(self) -> dict[str, Any]:
+        return {"prefill_ms_per_token": self.prefill_ms, "decode_ms_per_token": self.decode_ms,
+                "max_num_seqs": self.max_num_seqs, "prefix_cache_blocks": self.cache_blocks,
+                "block_size": BLOCK_SIZE}
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/check_health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def start_gateway(tmp: Path, work: Workload) -> tuple[subprocess.Popen[bytes], str]:
-    args = {"prefill_ms_per_token": work.prefill_ms, "decode_ms_per_token": work.decode_ms,
-            "max_num_seqs": 64}
-    models = [{"name": arm, "engine": "simulator", "model": arm, "replicas": REPLICAS,
-               "routing": arm if arm in POLICIES else "least_outstanding", "args": args,
-               "idle_timeout": 0} for arm in ARMS]
-    return launch_gateway(tmp, models, _up)
+@dataclass
+class Chat:
+    cid: int
+    start: float  # seconds after the run began
+    system: str
+    turns: list[tuple[float, str, int]]  # (think time before it, user message, max_tokens)
 
 
 def words(tag: str, n: int) -> str:
-    return " ".join(f"{tag}{k % 97}" for k in range(n))
+    return " ".join(f"{tag}{k}" for k in range(n))
+
+
+def script(work: Workload) -> list[Chat]:
+    """The chats; drawn once, so every arm runs the very same ones."""
+    rng = random.Random(work.seed)
+    systems = [words(f"app{a}s", rng.randint(*work.system_words)) for a in range(work.apps)]
+    chats = []
+    for cid in range(work.conversations):
+        start = rng.uniform(0, work.arrive_s)
+        system = systems[rng.randrange(work.apps)]
+        turns = [(rng.uniform(*work.think_s) if t else 0.0,
+                  words(f"c{cid}t{t}w", rng.randint(*work.user_words)),
+                  rng.randint(*work.answer_tokens))
+                 for t in range(rng.randint(*work.turns))]
+        chats.append(Chat(cid, start, system, turns))
+    return chats
+
+
+# -- the oracle ----------------------------------------------------------------------------
+
+
+class Replica(PrefixCache):
+    """A copy of one simulator's prefix cache, fed with what was sent to it."""
+
+    def peek(self, hashes: list[bytes], num_tokens: int) -> int:
+        """Like ``match`` (the same leading-block rule), without touching the LRU order."""
+        usable = (num_tokens - 1) // self.block_size
+        hit = 0
+        for digest in hashes[:usable]:
+            if digest not in self._blocks:
+                break
+            hit += 1
+        return hit
+
+
+@dataclass(eq=False)
+class Load:
+    outstanding: int = 0
+
+
+class Oracle:
+    """Knows every oracle instance's cache; see the module docstring."""
+
+    def __init__(self, count: int, capacity: int) -> None:
+        self.caches = [Replica(capacity, BLOCK_SIZE) for _ in range(count)]
+        self.loads = [Load() for _ in range(count)]
+        self.sent = [0] * count
+
+    def pick(self, body: dict[str, Any]) -> tuple[int, list[bytes]]:
+        """(instance, the prompt's block hashes); the request is counted in its load."""
+        tokens = parse_prompt(body).tokens
+        hashes = block_hashes(tokens, BLOCK_SIZE)
+        bound = routing.load_bound(cast(Sequence[routing.Routable], self.loads))
+        best = min((k for k, load in enumerate(self.loads) if load.outstanding < bound),
+                   key=lambda k: (-self.caches[k].peek(hashes, len(tokens)),
+                                  self.loads[k].outstanding))
+        self.caches[best].match(hashes, len(tokens))  # the engine touches its hit at once
+        self.loads[best].outstanding += 1
+        self.sent[best] += 1
+        return best, hashes
+
+
+# -- running the arms ----------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    ttfts: list[float] = field(default_factory=list)
+    by_turn: dict[int, list[float]] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    wall: float = 0.0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.ttfts)
+        return {"mean": statistics.fmean(ordered) * 1e3, "p50": ordered[len(ordered) // 2] * 1e3,
+                "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3,
+                "rps": len(ordered) / self.wall,
+                "cached": 100 * self.cached_tokens / max(1, self.prompt_tokens)}
 
 
 async def stream_turn(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                      headers: dict[str, str]) -> tuple[float, str, int, int]:
+                      headers: dict[str, str], on_first: Callable[[], None] = lambda: None
+                      ) -> tuple[float, str, int, int]:
     """(TTFT in seconds, the answer's text, prompt tokens, cached prompt tokens) of one
-    streamed chat request."""
+    streamed chat request; ``on_first`` runs at the first content chunk."""
     began = time.perf_counter()
     ttft = None
     text: list[str] = []
@@ -97,50 +198,150 @@ async def stream_turn(session: aiohttp.ClientSession, url: str, body: dict[str, 
             choices = event.get("choices") or [{}]
             piece = (choices[0].get("delta") or {}).get("content")
             if piece:
-                ttft = ttft if ttft is not None else time.perf_counter() - began
+                if ttft is None:
+                    ttft = time.perf_counter() - began
+                    on_first()
                 text.append(piece)
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     return ((ttft if ttft is not None else time.perf_counter() - began), "".join(text),
             usage.get("prompt_tokens", 0), cached)
 
 
-async def run_arm(arm: str, gateway: str, engines: list[str], work: Workload) -> dict[str, float]:
-    ttfts: list[float] = []
-    tokens = [0, 0]  # prompt, of which cached
-    conn = aiohttp.TCPConnector(limit=0)
+async def oracle_turn(session: aiohttp.ClientSession, gateway: str, oracle: Oracle,
+                      body: dict[str, Any]) -> tuple[float, str, int, int]:
+    """One turn sent to the oracle's pick; its replica learns the prompt once the engine
+    has prefilled it (at the first chunk), as the engine's cache does."""
+    k, hashes = oracle.pick(body)
+    try:
+        return await stream_turn(session, gateway, {**body, "model": f"oracle-{k}"}, {},
+                                 lambda: oracle.caches[k].insert(hashes))
+    finally:
+        oracle.loads[k].outstanding -= 1
+
+
+async def run_arm(arm: str, chats: list[Chat], gateway: str, oracle: Oracle) -> Results:
+    """Every chat, each from its start time, each turn after the previous answer and a
+    think time."""
+    out = Results()
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request
+    # never goes out on one the gateway is closing.
+    conn = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     async with aiohttp.ClientSession(connector=conn) as session:
-        async def chat(cid: int) -> None:
-            group = cid // work.group
-            messages = [{"role": "system", "content": words(f"g{group}s", work.system_words)}]
-            url = engines[cid % len(engines)] if arm == "oracle" else gateway
-            headers = {"X-Session-Id": f"chat-{cid}"} if arm == "session" else {}
-            for turn in range(work.turns):
-                messages.append({"role": "user", "content": words(f"c{cid}t{turn}w",
-                                                                    work.turn_words)})
-                body = {"model": arm, "messages": messages, "max_tokens": work.max_tokens,
+        async def chat(c: Chat) -> None:
+            await asyncio.sleep(c.start)
+            messages: list[dict[str, str]] = [{"role": "system", "content": c.system}]
+            headers = {"X-Session-Id": f"chat-{c.cid}"} if arm == "session" else {}
+            for turn, (think, user, max_tokens) in enumerate(c.turns):
+                await asyncio.sleep(think)
+                messages.append({"role": "user", "content": user})
+                body = {"model": arm, "messages": messages, "max_tokens": max_tokens,
                         "stream": True, "stream_options": {"include_usage": True}}
-                ttft, answer, prompt, cached = await stream_turn(session, url, body, headers)
-                ttfts.append(ttft)
-                tokens[0] += prompt
-                tokens[1] += cached
+                if arm == "oracle":
+                    ttft, answer, prompt, cached = await oracle_turn(session, gateway, oracle, body)
+                else:
+                    if arm == "prefix_aware":
+                        out.bodies.append({"messages": list(messages)})
+                    ttft, answer, prompt, cached = await stream_turn(
+                        session, gateway, body, headers)
+                out.ttfts.append(ttft)
+                out.by_turn.setdefault(turn, []).append(ttft)
+                out.prompt_tokens += prompt
+                out.cached_tokens += cached
                 messages.append({"role": "assistant", "content": answer})
 
         began = time.perf_counter()
-        await asyncio.gather(*(chat(c) for c in range(work.conversations)))
-        wall = time.perf_counter() - began
-    ordered = sorted(ttfts)
-    return {"mean": statistics.fmean(ttfts) * 1e3,
-            "p50": ordered[len(ordered) // 2] * 1e3,
-            "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3,
-            "rps": len(ttfts) / wall, "cached": 100 * tokens[1] / max(1, tokens[0])}
+        await asyncio.gather(*(chat(c) for c in chats))
+        out.wall = time.perf_counter() - began
+    return out
 
 
-def engine_urls(gateway: str, model: str) -> list[str]:
+async def run_all(chats: list[Chat], gateway: str, oracle: Oracle) -> dict[str, Results]:
+    """Every arm at the same time; see the module docstring."""
+    done = await asyncio.gather(*(run_arm(arm, chats, gateway, oracle) for arm in ARMS))
+    return dict(zip(ARMS, done, strict=True))
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def _up(url: str, path: str = "/check_health") -> bool:
+    try:
+        return httpx.get(url + path, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_oracle_engines(work: Workload, tmp: Path) -> tuple[list[subprocess.Popen[bytes]],
+                                                             list[str]]:
+    """The oracle's four simulators, launched here with the arms' engine flags."""
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in work.engine_args().items()]
+    env = {**os.environ, "MODELFLEET_PARENT_PID": str(os.getpid())}
+    procs, urls = [], []
+    for k in range(REPLICAS):
+        port = free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "modelfleet.engines.simulator", "--port", str(port),
+             "--served-model-name", f"oracle-{k}", *flags], env=env,
+            stdout=subprocess.DEVNULL, stderr=(tmp / f"oracle-{k}.log").open("wb")))
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while not all(_up(u, "/health") for u in urls):
+        if time.monotonic() > deadline:
+            raise SystemExit("oracle simulators did not start")
+        time.sleep(0.2)
+    return procs, urls
+
+
+def start_gateway(tmp: Path, work: Workload, oracle_urls: list[str]
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    models = [{"name": arm, "engine": "simulator", "model": arm, "replicas": REPLICAS,
+               "routing": arm, "args": work.engine_args(), "idle_timeout": 0}
+              for arm in POLICIES]
+    models += [{"name": f"oracle-{k}", "engine": "external", "model": url, "idle_timeout": 0}
+               for k, url in enumerate(oracle_urls)]
+    return launch_gateway(tmp, models, _up)
+
+
+def served(gateway: str, model: str) -> list[int]:
     info = httpx.get(f"{gateway}/api/models/{model}/info", timeout=10).json()["model"]
-    return [i["address"] for i in info["instances"]]
+    return sorted(i["served"] for i in info["instances"])
 
 
-def plot(results: dict[str, dict[str, float]], path: str) -> None:
+# -- the cost of the hint --------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class FakeInstance:
+    base_url: str
+    outstanding: int = 0
+    breaker: routing.Breaker = field(default_factory=routing.Breaker)
+
+
+def hint_cost(bodies: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """µs per request of ``prefix_hashes`` and of prefix_aware's ``choose`` (4 instances)
+    over this workload's prompts, best of five passes; and the mean blocks per prompt."""
+    best_hash = best_choose = float("inf")
+    hints: list[routing.RouteHint] = []
+    for _ in range(5):
+        began = time.perf_counter()
+        hints = [routing.RouteHint(routing.prefix_hashes(b)) for b in bodies]
+        best_hash = min(best_hash, time.perf_counter() - began)
+        instances = [FakeInstance(f"http://127.0.0.1:{9000 + k}") for k in range(REPLICAS)]
+        policy = routing.PrefixAware()
+        began = time.perf_counter()
+        for hint in hints:
+            routing.choose(policy, instances, hint=hint)
+        best_choose = min(best_choose, time.perf_counter() - began)
+    n = max(1, len(bodies))
+    blocks = sum(len(h.prefix_hashes) for h in hints) / n
+    return best_hash / n * 1e6, best_choose / n * 1e6, blocks
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def plot(results: dict[str, Results], summary: dict[str, dict[str, float]], path: str,
+         title: str) -> None:
     try:
         import matplotlib
 
@@ -149,69 +350,126 @@ def plot(results: dict[str, dict[str, float]], path: str) -> None:
     except ImportError:
         print("# matplotlib is not installed: no plot written")
         return
-    fig, ax = plt.subplots(figsize=(8, 4))
-    arms = list(results)
-    ax.bar([a.replace("_", "\n") for a in arms], [results[a]["mean"] for a in arms],
-           label="mean")
-    ax.scatter([a.replace("_", "\n") for a in arms], [results[a]["p99"] for a in arms],
-               color="black", marker="_", s=400, label="p99")
-    ax.set_ylabel("TTFT (ms)")
-    ax.set_title("TTFT per routing policy (shared-prefix chat, 4 replicas)")
-    ax.legend()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    labels = [a.replace("_", "\n") for a in summary]
+    left.bar(labels, [s["mean"] for s in summary.values()], color="tab:blue", label="mean")
+    left.scatter(labels, [s["p99"] for s in summary.values()], color="black", marker="_",
+                 s=500, label="p99")
+    left.set_ylabel("TTFT (ms)")
+    left.set_title("TTFT per arm")
+    left.legend()
+    for arm, res in results.items():
+        turns = sorted(res.by_turn)
+        right.plot([t + 1 for t in turns],
+                   [statistics.fmean(res.by_turn[t]) * 1e3 for t in turns], marker="o",
+                   label=arm, linestyle="--" if arm == "oracle" else "-")
+    right.set_xlabel("turn of the chat")
+    right.set_ylabel("mean TTFT (ms)")
+    right.set_title("TTFT as the conversation grows")
+    right.legend(fontsize="small")
+    fig.suptitle(textwrap.fill(title, 150), fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
     print(f"# plot written to {path}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny workload, for tests")
-    parser.add_argument("--conversations", type=int, default=40)
-    parser.add_argument("--group", type=int, default=5, help="chats sharing a system prompt")
-    parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--system-words", type=int, default=600)
-    parser.add_argument("--turn-words", type=int, default=60)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--prefill-ms", type=float, default=1.0, help="per uncached token")
-    parser.add_argument("--decode-ms", type=float, default=1.0, help="per output token")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG of TTFT per arm")
-    args = parser.parse_args()
+def parse(argv: list[str] | None = None) -> tuple[Workload, str | None]:
+    """The workload the flags describe, and where to write the plot (if anywhere)."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="a tiny workload, for tests")
+    p.add_argument("--conversations", type=int, default=48)
+    p.add_argument("--arrive-s", type=float, default=60, help="chats start within this time")
+    p.add_argument("--think-s", type=float, nargs=2, default=(4, 16), metavar=("LO", "HI"),
+                   help="the user's pause between an answer and the next turn")
+    p.add_argument("--apps", type=int, default=4, help="system prompts shared by the chats")
+    p.add_argument("--system-words", type=int, nargs=2, default=(300, 600), metavar=("LO", "HI"))
+    p.add_argument("--turns", type=int, nargs=2, default=(3, 10), metavar=("LO", "HI"))
+    p.add_argument("--user-words", type=int, nargs=2, default=(20, 200), metavar=("LO", "HI"))
+    p.add_argument("--answer-tokens", type=int, nargs=2, default=(50, 400), metavar=("LO", "HI"))
+    p.add_argument("--prefill-ms", type=float, default=0.1, help="per uncached prompt token")
+    p.add_argument("--decode-ms", type=float, default=12.0, help="per output token")
+    p.add_argument("--max-num-seqs", type=int, default=16, help="requests running per engine")
+    p.add_argument("--cache-blocks", type=int, default=16384,
+                   help=f"prefix cache per engine, in blocks of {BLOCK_SIZE} tokens")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of the results")
+    args = p.parse_args(argv)
     if args.smoke:
-        args.conversations, args.group, args.turns = 4, 2, 2
-        args.system_words, args.turn_words, args.max_tokens = 40, 10, 2
-        args.prefill_ms, args.decode_ms = 0.1, 0.0
-    work = Workload(args.conversations, args.group, args.system_words, args.turn_words,
-                    args.turns, args.max_tokens, args.prefill_ms, args.decode_ms)
+        args.conversations, args.arrive_s, args.think_s, args.apps = 4, 0.0, (0.0, 0.0), 2
+        args.system_words, args.turns, args.user_words = (40, 60), (2, 2), (10, 20)
+        args.answer_tokens, args.prefill_ms, args.decode_ms = (2, 4), 0.01, 0.0
+    return Workload(args.conversations, args.arrive_s, tuple(args.think_s), args.apps,
+                    tuple(args.system_words),
+                    tuple(args.turns), tuple(args.user_words), tuple(args.answer_tokens),
+                    args.prefill_ms, args.decode_ms, args.max_num_seqs, args.cache_blocks,
+                    args.seed), args.plot
 
-    results: dict[str, dict[str, float]] = {}
+
+def describe(work: Workload) -> str:
+    def span(pair: tuple[float, float]) -> str:
+        return f"{pair[0]:g}–{pair[1]:g}"
+
+    return (f"{work.conversations} chats of {span(work.turns)} turns starting over "
+            f"{work.arrive_s:g} s, {span(work.think_s)} s think time, {work.apps} shared system "
+            f"prompts of {span(work.system_words)} tokens, user turns {span(work.user_words)}, "
+            f"answers {span(work.answer_tokens)}; {REPLICAS} replicas, prefill "
+            f"{work.prefill_ms:g} ms/token, decode {work.decode_ms:g} ms/token, "
+            f"{work.max_num_seqs} slots, {work.cache_blocks} cache blocks of {BLOCK_SIZE}")
+
+
+def main() -> None:
+    work, plot_path = parse()
+    chats = script(work)
+    oracle = Oracle(REPLICAS, work.cache_blocks)
+    spread: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, gateway = start_gateway(Path(tmp), work)
+        engines, oracle_urls = start_oracle_engines(work, Path(tmp))
+        proc, gateway = start_gateway(Path(tmp), work, oracle_urls)
         try:
-            for arm in ARMS:  # start the arm's model first: its start is not measured
+            models = [*POLICIES, *(f"oracle-{k}" for k in range(REPLICAS))]
+            for model in models:  # start every model first: starts are not measured
                 httpx.post(gateway + "/v1/chat/completions", timeout=60, json={
-                    "model": arm, "messages": [{"role": "user", "content": "warm"}],
+                    "model": model, "messages": [{"role": "user", "content": "warm"}],
                     "max_tokens": 1}).raise_for_status()
-                engines = engine_urls(gateway, arm)
-                results[arm] = asyncio.run(run_arm(arm, gateway, engines, work))
+            before = {arm: served(gateway, arm) for arm in POLICIES}
+            try:
+                results = asyncio.run(run_all(chats, gateway, oracle))
+            except Exception:
+                print((Path(tmp) / "gateway.log").read_text()[-3000:], file=sys.stderr)
+                raise
+            for arm in POLICIES:
+                spread[arm] = sorted(a - b for a, b in zip(served(gateway, arm), before[arm],
+                                                           strict=True))
+            spread["oracle"] = sorted(oracle.sent)
         finally:
             proc.terminate()
             proc.wait(20)
+            for engine in engines:
+                engine.terminate()
+                engine.wait(10)
 
+    summary = {arm: results[arm].summary() for arm in ARMS}
+    requests = len(results["oracle"].ttfts)
+    hash_us, choose_us, blocks = hint_cost(results["prefix_aware"].bodies)
+    title = describe(work)
     print(f"# routing — {time.strftime('%Y-%m-%d %H:%M')} — {platform.node()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"# {work.conversations} chats × {work.turns} turns, groups of {work.group} sharing a "
-          f"{work.system_words}-word system prompt, {work.turn_words}-word turns, "
-          f"{work.max_tokens} tokens out; {REPLICAS} replicas, prefill {work.prefill_ms:g} "
-          f"ms/token, decode {work.decode_ms:g} ms/token")
+    print(f"# {title}; {requests} requests per arm")
     print(f"{'arm':<20}{'mean ms':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'cached %':>10}")
-    for arm, r in results.items():
-        print(f"{arm:<20}{r['mean']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}{r['rps']:>10.2f}"
-              f"{r['cached']:>10.1f}")
-    rr, pa, oracle = (results[a]["mean"] for a in ("round_robin", "prefix_aware", "oracle"))
+    for arm, s in summary.items():
+        print(f"{arm:<20}{s['mean']:>10.1f}{s['p50']:>10.1f}{s['p99']:>10.1f}{s['rps']:>10.2f}"
+              f"{s['cached']:>10.1f}")
+    print("# uncached prompt tokens per arm, ×1000 (the engines' prefill work): " + ", ".join(
+        f"{arm} {(r.prompt_tokens - r.cached_tokens) / 1000:.0f}" for arm, r in results.items()))
+    for arm in ARMS:
+        print(f"# requests per instance, {arm}: {spread[arm]}")
+    rr, pa, best = (summary[a]["mean"] for a in ("round_robin", "prefix_aware", "oracle"))
     print(f"prefix_aware vs round_robin mean TTFT: {rr / pa:.2f}x lower; "
-          f"vs oracle: {(pa / oracle - 1) * 100:+.1f} %")
-    if args.plot:
-        plot(results, args.plot)
+          f"vs oracle: {(pa / best - 1) * 100:+.1f} %")
+    print(f"# hint cost per request: prefix_hashes {hash_us:.1f} µs, prefix_aware choose "
+          f"{choose_us:.1f} µs ({blocks:.1f} blocks per prompt on average)")
+    if plot_path:
+        plot(results, summary, plot_path, title)
 
 
 if __name__ == "__main__":

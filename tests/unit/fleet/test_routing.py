@@ -1,4 +1,5 @@
-"""Routing policies, the hint they read, and the per-instance circuit breaker."""
+"""Routing policies and the per-instance circuit breaker (prefix_aware and its hint:
+test_routing_prefix.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,14 @@ import pytest
 
 from modelfleet.fleet import routing
 from modelfleet.fleet.routing import (
-    BLOCK_CHARS,
-    MAX_BLOCKS,
-    NO_HINT,
     Breaker,
     BreakerState,
     LeastOutstanding,
     PowerOfTwo,
-    PrefixAware,
     RoundRobin,
     RouteHint,
     Session,
     choose,
-    load_bound,
     make_policy,
     prefix_hashes,
 )
@@ -46,42 +42,6 @@ class Fake:
 def fleet(n: int, clock: Clock | None = None) -> list[Fake]:
     return [Fake(f"http://127.0.0.1:{9000 + k}",
                  breaker=Breaker(clock=clock) if clock else Breaker()) for k in range(n)]
-
-
-def chat(*turns: str) -> dict:
-    roles = ["system"] + ["user", "assistant"] * len(turns)
-    return {"messages": [{"role": r, "content": t} for r, t in zip(roles, turns, strict=False)]}
-
-
-# -- the hint ---------------------------------------------------------------------
-
-
-def test_prefix_hashes_are_cumulative_and_shared_by_a_common_prefix() -> None:
-    system = "you are a helpful assistant " * 40  # ~1100 characters: 4 blocks
-    first = prefix_hashes(chat(system, "what is a cat? " * 30))
-    later = prefix_hashes(chat(system, "what is a cat? " * 30, "a small animal " * 30))
-    other = prefix_hashes(chat(system, "how do planes fly? " * 30))
-    assert len(first) >= 5 and later[:len(first)] == first
-    shared = next(k for k, (a, b) in enumerate(zip(first, other, strict=False)) if a != b)
-    assert shared >= 4  # the system prompt's blocks are common, the question's are not
-    assert len(set(first)) == len(first)  # cumulative: block i differs from block j
-
-
-def test_prefix_hashes_role_matters_and_short_prompts_have_none() -> None:
-    text = "x " * 300
-    user = prefix_hashes({"messages": [{"role": "user", "content": text}]})
-    assistant = prefix_hashes({"messages": [{"role": "assistant", "content": text}]})
-    assert user and user[0] != assistant[0]
-    assert prefix_hashes(chat("hi")) == ()
-    assert prefix_hashes({"prompt": "short"}) == ()
-    assert len(prefix_hashes({"prompt": "y" * (BLOCK_CHARS * 3 + 10)})) == 3
-    assert len(prefix_hashes({"prompt": [1, 2, 3] * 400})) > 0
-
-
-def test_prefix_hashes_are_bounded() -> None:
-    huge = {"messages": [{"role": "user", "content": "z" * 1000} for _ in range(200)]}
-    assert len(prefix_hashes(huge)) == MAX_BLOCKS
-    assert len(prefix_hashes({"prompt": "z" * 10**6})) == MAX_BLOCKS
 
 
 # -- policies ---------------------------------------------------------------------------
@@ -121,60 +81,6 @@ def test_power_of_two_takes_the_less_loaded_of_two() -> None:
     assert picks[id(insts[0])] > picks[id(insts[1])] > picks[id(insts[2])] > 0
 
 
-def test_prefix_aware_keeps_a_conversation_on_one_instance() -> None:
-    insts = fleet(4)
-    policy = PrefixAware()
-    system = "shared system prompt " * 20
-    turns = ["question one " * 30]
-    first = choose(policy, insts, hint=RouteHint(prefix_hashes(chat(system, *turns))))
-    for k in range(5):
-        turns += [f"answer {k} " * 30, f"question {k} " * 30]
-        hint = RouteHint(prefix_hashes(chat(system, *turns)))
-        assert choose(policy, insts, hint=hint) is first
-
-
-def test_prefix_aware_spreads_unrelated_prompts_over_the_ring() -> None:
-    insts = fleet(4)
-    policy = PrefixAware()
-    picks = Counter(
-        id(choose(policy, insts, hint=RouteHint(prefix_hashes({"prompt": f"{k} " * 200}))))
-        for k in range(200))
-    assert len(picks) == 4 and min(picks.values()) > 20
-
-
-def test_prefix_aware_load_bound_spreads_a_hot_prefix() -> None:
-    insts = fleet(4)
-    policy = PrefixAware()
-    hint = RouteHint(prefix_hashes({"prompt": "hot " * 200}))
-    for _ in range(40):  # all in flight at once: the hot prefix must not pile up
-        choose(policy, insts, hint=hint).outstanding += 1
-    loads = sorted(i.outstanding for i in insts)
-    assert loads[-1] <= load_bound(insts) and loads[0] >= 5
-    assert sum(loads) == 40
-
-
-def test_prefix_aware_without_a_hint_is_least_outstanding() -> None:
-    a, b = fleet(2)
-    a.outstanding = 2
-    assert choose(PrefixAware(), [a, b], hint=NO_HINT) is b
-
-
-def test_ring_is_rebuilt_when_instances_change() -> None:
-    insts = fleet(3)
-    policy = PrefixAware()
-    hints = [RouteHint(prefix_hashes({"prompt": f"doc {k} " * 100})) for k in range(60)]
-    before = {h: choose(policy, insts, hint=h) for h in hints}
-    gone = insts[1]
-    replacement = Fake("http://127.0.0.1:9999")
-    now = [insts[0], insts[2], replacement]
-    after = {h: choose(policy, now, hint=h) for h in hints}
-    assert policy.ring.members == tuple(now)
-    assert gone not in after.values() and replacement in after.values()
-    # consistent hashing: prompts that were not on the removed instance stay put
-    assert all(after[h] is before[h] for h in hints if before[h] is not gone)
-    assert gone not in policy.last_served.values()
-
-
 def test_session_sticks_and_rehashes_when_its_instance_leaves() -> None:
     insts = fleet(3)
     policy = Session()
@@ -193,6 +99,22 @@ def test_session_sticks_and_rehashes_when_its_instance_leaves() -> None:
     sessions = Counter(id(choose(policy, insts, hint=RouteHint(session=f"s{k}")))
                        for k in range(90))
     assert len(sessions) == 3
+
+
+def test_session_keeps_each_groups_sessions_when_asked_about_groups_in_turn() -> None:
+    # Disaggregated serving asks one policy about each role's instances in turn:
+    # neither group may make the policy forget the other's sessions.
+    prefill, decode = fleet(3), [Fake(f"http://127.0.0.1:{9100 + k}") for k in range(3)]
+    policy = Session()
+    hints = [RouteHint(session=f"s{k}") for k in range(12)]
+    homes = {(h, g): choose(policy, group, hint=h)
+             for h in hints for g, group in enumerate((prefill, decode))}
+    for k in range(3):  # pile load on every first choice: stickiness still wins
+        for h in hints:
+            for g, group in enumerate((prefill, decode)):
+                assert choose(policy, group, hint=h) is homes[h, g], (k, h, g)
+                homes[h, g].outstanding += 1
+    assert len(policy.sessions) == 12  # one entry per session: the latest group's choice
 
 
 def test_session_without_an_id_is_least_outstanding() -> None:
