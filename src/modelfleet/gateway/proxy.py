@@ -12,10 +12,8 @@ upstream connection at once, so the engine stops generating for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,7 +33,7 @@ from modelfleet.errors import (
 from modelfleet.fleet.model import Instance, ManagedModel
 from modelfleet.fleet.registry import Fleet
 from modelfleet.fleet.routing import NO_HINT, RouteHint, prefix_hashes
-from modelfleet.gateway.admission import Admission
+from modelfleet.gateway.admission import Admission, Ticket
 from modelfleet.gateway.asgi import (
     ClientDisconnected,
     Receive,
@@ -279,19 +277,10 @@ class Proxy:
             self.inflight.close(request)
             self.metrics.record(trace.record())
 
-    @contextlib.asynccontextmanager
-    async def _admitted(self, model: ManagedModel, principal: Principal | None,
-                        trace: Trace) -> AsyncIterator[None]:
+    def _admitted(self, model: ManagedModel, principal: Principal | None,
+                  trace: Trace) -> _Admitted:
         """Hold an admission ticket (rate limits, the model's and the fleet's queues)."""
-        ticket = await self.admission.admit(
-            model_name=model.name, limits=model.cfg.limits, priority=model.cfg.priority,
-            key_id=principal.key_id if principal else None,
-            rpm=principal.rpm if principal else None, tpm=principal.tpm if principal else None)
-        trace.admitted(ticket.queued_s, principal)
-        try:
-            yield
-        finally:
-            await ticket.release(tokens=trace.prompt_tokens + trace.completion_tokens)
+        return _Admitted(self.admission, model, principal, trace)
 
     async def _relay_with_retries(
         self, scope: Scope, send: SendGuard, model: ManagedModel, upstream_path: str,
@@ -423,6 +412,34 @@ class Proxy:
             usage = answer.get("usage")
             trace.answered_json(usage if isinstance(usage, dict) else None)
             return answer
+
+
+class _Admitted:
+    """``async with``: the request's admission ticket, released with its tokens. A class
+    rather than an ``asynccontextmanager``, whose generator costs more on every request."""
+
+    __slots__ = ("admission", "model", "principal", "trace", "ticket")
+
+    def __init__(self, admission: Admission, model: ManagedModel, principal: Principal | None,
+                 trace: Trace):
+        self.admission = admission
+        self.model = model
+        self.principal = principal
+        self.trace = trace
+        self.ticket: Ticket | None = None
+
+    async def __aenter__(self) -> None:
+        principal, cfg = self.principal, self.model.cfg
+        self.ticket = await self.admission.admit(
+            model_name=self.model.name, limits=cfg.limits, priority=cfg.priority,
+            key_id=principal.key_id if principal else None,
+            rpm=principal.rpm if principal else None, tpm=principal.tpm if principal else None)
+        self.trace.admitted(self.ticket.queued_s, principal)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.ticket is not None:
+            trace = self.trace
+            await self.ticket.release(tokens=trace.prompt_tokens + trace.completion_tokens)
 
 
 _MODEL_PATHS = ("/generate", "/chat/completions", "/embeddings")

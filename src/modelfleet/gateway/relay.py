@@ -103,9 +103,10 @@ class Relay:
             headers["X-Request-Id"] = request_id
         target = plain_target(url) if session is None and method == "POST" else None
         try:
+            if target is not None:  # the pool times the head itself
+                return await self.pool.request(*target, body, headers,
+                                               timeout=self.first_byte_timeout(max_tokens))
             async with asyncio.timeout(self.first_byte_timeout(max_tokens)):
-                if target is not None:
-                    return await self.pool.request(*target, body, headers)
                 return await (session or self.session).request(method, url, data=body,
                                                                headers=headers)
         except TimeoutError:
@@ -177,9 +178,9 @@ class Relay:
         return answer
 
     async def _read(self, resp: Answer) -> bytes:
-        if isinstance(resp, Response) and resp.complete:
-            return await resp.read()  # already all here: no idle timer to arm
         try:
+            if isinstance(resp, Response):  # times its own waits
+                return await resp.read(self.timeouts.idle)
             async with asyncio.timeout(self.timeouts.idle):
                 return await resp.read()
         except TimeoutError:
@@ -220,11 +221,15 @@ class Relay:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         content = resp.content
         idle = self.timeouts.idle
+        own = resp if isinstance(resp, Response) else None  # times its own waits
         pending = b""  # with a rewriter: the part of a line not yet complete
         try:
             while True:
-                async with asyncio.timeout(idle):
-                    chunk = await content.readany()
+                if own is not None:
+                    chunk = await own.readany(idle)
+                else:
+                    async with asyncio.timeout(idle):
+                        chunk = await content.readany()
                 if not chunk:
                     if pending:
                         await send({"type": "http.response.body", "more_body": True,

@@ -11,13 +11,19 @@ aiohttp.
 Contract:
 
 * ``Pool.request`` returns once the response head arrived. It raises
-  ``UpstreamConnectError`` when no connection could be made and
-  ``UpstreamClosedError`` when the connection broke before the head. A reused
-  connection that the engine closed while it sat idle is retried once on a new
-  one (the engine never saw that request); nothing else is retried here.
-* ``Response.read()`` is the whole body; ``Response.content.readany()`` the
-  bytes that arrived since the last call (``b""`` at the end). A connection
-  that breaks mid-body raises ``UpstreamClosedError``.
+  ``UpstreamConnectError`` when no connection could be made,
+  ``UpstreamClosedError`` when the connection broke before the head, and
+  ``TimeoutError`` when the head took longer than ``timeout`` (connecting
+  included). Nothing is sent twice: a request whose connection closes before
+  the answer may have reached the engine (which may have crashed on it), so
+  retrying is the proxy's decision, on another instance. Connections the engine
+  closed while idle are dropped before they are reused.
+* ``Response.read(idle)`` is the whole body; ``Response.readany(idle)`` (also
+  as ``Response.content.readany()``) the bytes that arrived since the last
+  call (``b""`` at the end). Either raises ``TimeoutError`` when nothing
+  arrives for ``idle`` seconds, and ``UpstreamClosedError`` when the
+  connection breaks mid-body. Timeouts are timers on the waiting future, not
+  ``asyncio.timeout`` blocks: they cost a fraction as much, on every request.
 * ``release()`` gives a completely read response's connection back to the pool
   (anything else is closed); ``close()`` closes the connection at once, which is
   how an engine learns that the client left.
@@ -108,27 +114,22 @@ class Response:
         return self  # aiohttp reads streams through ``resp.content.readany()``
 
     @property
-    def complete(self) -> bool:
-        """The whole body has arrived (``read()`` will not wait)."""
-        return self._done and self._exc is None
-
-    @property
     def content_type(self) -> str:
         value = self.headers.get("content-type", "application/octet-stream")
         return value.partition(";")[0].strip().lower()
 
-    async def read(self) -> bytes:
+    async def read(self, idle: float | None = None) -> bytes:
         while not self._done:
             self._conn.resume()  # the whole body is wanted: no point holding the engine
-            await self._wait()
+            await self._wait(idle)
         data = b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
         return data
 
-    async def readany(self) -> bytes:
+    async def readany(self, idle: float | None = None) -> bytes:
         while not self._chunks and not self._done:
-            await self._wait()
+            await self._wait(idle)
         if not self._chunks:
             return b""
         data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -147,14 +148,18 @@ class Response:
     def close(self) -> None:
         self._conn.close()
 
-    async def _wait(self) -> None:
+    async def _wait(self, timeout: float | None) -> None:
         if self._exc is not None:
             raise self._exc
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
         if self._exc is not None and not self._done:
             raise self._exc
 
@@ -286,36 +291,31 @@ class Pool:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
     async def request(self, host: str, port: int, path: str, body: bytes,
-                      headers: dict[str, str]) -> Response:
-        """POST ``body`` to ``path`` on ``host:port``; the response once its head arrived."""
-        head = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Content-Length: {len(body)}\r\n"]
+                      headers: dict[str, str], timeout: float | None = None) -> Response:
+        """POST ``body`` to ``path`` on ``host:port``; the response once its head arrived
+        (within ``timeout`` s, connecting included)."""
+        lines = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                 f"Content-Length: {len(body)}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name} holds a line break")
-            head.append(f"{name}: {value}\r\n")
-        head.append("\r\n")
-        data = "".join(head).encode("latin-1") + body
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        data = "".join(lines).encode("latin-1") + body
         key = (host, port)
-        retried = False
-        while True:
-            conn = self._take(key)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(key)
-            try:
-                return await conn.send(data)
-            except UpstreamClosedError:
-                conn.close()
-                # A pooled connection that closed before any answer: the engine closed
-                # it while idle (its keep-alive ran out) and never saw this request.
-                if reused and not retried:
-                    retried = True
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        conn = self._take(key) or await self._connect(key, deadline)
+        head = conn.send(data)
+        timer = None if deadline is None else loop.call_at(deadline, _expire, head)
+        try:
+            return await head
+        except BaseException:  # closed, timed out, cancelled: the connection is done
+            conn.close()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def put(self, conn: _Connection) -> None:
         idle = self._idle.setdefault(conn.key, [])
@@ -338,15 +338,15 @@ class Pool:
             conn.close()
         return None
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
+    async def _connect(self, key: tuple[str, int], deadline: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
         conn = _Connection(self, key)
+        limit = loop.time() + self.connect_timeout
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout_at(limit if deadline is None else min(limit, deadline)):
                 await loop.create_connection(lambda: conn, key[0], key[1])
         except TimeoutError:
-            raise UpstreamConnectError(f"connecting to {key[0]}:{key[1]} timed out",
-                                       "timed out") from None
+            raise  # as aiohttp's connect timeout: the relay counts it against the first byte
         except OSError as exc:
             raise UpstreamConnectError(str(exc), exc.strerror) from None
         return conn
@@ -359,6 +359,11 @@ class Pool:
 
     def stats(self) -> dict[str, Any]:
         return {f"{h}:{p}": len(c) for (h, p), c in self._idle.items()}
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _framed(headers: Headers) -> bool:

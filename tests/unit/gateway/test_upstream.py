@@ -125,12 +125,12 @@ async def test_upstream_refuses_header_line_breaks() -> None:
         await Pool(5.0).request("127.0.0.1", 1, "/v1", b"{}", {"Authorization": "a\r\nX: y"})
 
 
-async def test_upstream_retries_a_connection_closed_while_idle() -> None:
-    """A kept-alive connection the engine closes as the next request arrives (its
-    keep-alive ran out): the request goes again on a new connection instead of failing."""
+async def test_upstream_never_sends_a_request_twice() -> None:
+    """A kept-alive connection that closes unanswered (the engine may have crashed on the
+    request): an error, not a replay on a new connection; retrying is the proxy's call."""
     connections = 0
 
-    async def once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def once_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
         await _read_request(reader)
@@ -139,26 +139,39 @@ async def test_upstream_retries_a_connection_closed_while_idle() -> None:
         await reader.read(1)  # the next request arrives ...
         writer.close()  # ... and is dropped unanswered
 
-    srv, port = await _raw_server(once_then_close)
+    srv, port = await _raw_server(once_then_drop)
+    pool = Pool(5.0)
+    async with srv:
+        resp = await pool.request("127.0.0.1", port, "/v1", b"{}", {})
+        assert await resp.read() == b"ok"
+        resp.release()
+        with pytest.raises(UpstreamClosedError):
+            await pool.request("127.0.0.1", port, "/v1", b"{}", {})
+        assert connections == 1
+        resp = await pool.request("127.0.0.1", port, "/v1", b"{}", {})  # a new connection
+        assert await resp.read() == b"ok"
+    assert connections == 2
+    pool.close()
+
+
+async def test_upstream_skips_connections_closed_while_idle() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # its keep-alive ran out
+
+    srv, port = await _raw_server(answer_then_close)
     pool = Pool(5.0)
     async with srv:
         for _ in range(2):
             resp = await pool.request("127.0.0.1", port, "/v1", b"{}", {})
             assert await resp.read() == b"ok"
             resp.release()
-    assert connections == 2
+            await asyncio.sleep(0.2)
     pool.close()
-
-
-async def test_upstream_does_not_retry_a_new_connection() -> None:
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.close()
-
-    srv, port = await _raw_server(drop)
-    async with srv:
-        with pytest.raises(UpstreamClosedError):
-            await Pool(5.0).request("127.0.0.1", port, "/v1", b"{}", {})
 
 
 async def test_upstream_connection_lost_mid_body_raises() -> None:
@@ -221,3 +234,30 @@ async def test_upstream_close_tells_the_engine() -> None:
         resp.close()
         await asyncio.wait_for(closed.wait(), 5)
         assert not pool._idle.get(("127.0.0.1", port))
+
+
+async def test_upstream_head_and_idle_timeouts() -> None:
+    """No head within the timeout: TimeoutError and the connection closed; a body that
+    stalls longer than ``idle`` between two arrivals: TimeoutError."""
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if b"stall-head" in request:
+            await reader.read()  # until the client gives up and closes
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+        await writer.drain()
+        await reader.read()
+
+    srv, port = await _raw_server(slow)
+    pool = Pool(5.0)
+    async with srv:
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await pool.request("127.0.0.1", port, "/v1", b"stall-head", {}, timeout=0.2)
+        assert asyncio.get_running_loop().time() - began < 2
+        resp = await pool.request("127.0.0.1", port, "/v1", b"{}", {}, timeout=5)
+        assert await resp.readany(0.2) == b"one"
+        with pytest.raises(TimeoutError):
+            await resp.readany(0.2)
+        resp.close()
+    assert not pool._idle.get(("127.0.0.1", port))
