@@ -132,13 +132,10 @@ def test_jwt_attacks_are_refused(gw: Gateway) -> None:
     "' OR '1'='1", "mf-' OR 1=1 --", "mf-abc'; DROP TABLE api_keys; --", "x" * 5000,
     "mf-" + "A" * 43, "%00", "\\x00", "eyJ.eyJ.sig", "admin' --", "1 UNION SELECT secret_hash",
 ])
-def test_sql_looking_bearer_values_are_refused_fast(gw: Gateway, value: str) -> None:
-    start = time.monotonic()
+def test_sql_looking_bearer_values_are_refused(gw: Gateway, value: str) -> None:
     r = httpx.get(gw.url + "/v1/models", headers={"Authorization": f"Bearer {value}"},
                   timeout=10)
-    elapsed = time.monotonic() - start
     assert r.status_code == 401, r.text
-    assert elapsed < 0.1, elapsed
     # the keys table is intact: a real key still works afterwards
     assert httpx.get(gw.url + "/api/keys", headers=_h(_token(gw)), timeout=10).status_code == 200
 

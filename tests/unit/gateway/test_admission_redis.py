@@ -141,7 +141,7 @@ async def test_redis_concurrency_and_queue_are_global(
     started = time.perf_counter()
     with pytest.raises(QueueFullError) as info:
         await b.admit(model_name="m", limits=Limits(**limits), priority=0)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 1  # refused, not queued (the wait would be 300 s)
     assert info.value.extra == {"queue_size": 3, "max_queue_size": 3}
     assert b.stats()["models"]["m"]["rejected"] == 1
 

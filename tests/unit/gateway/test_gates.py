@@ -33,7 +33,7 @@ async def test_gates_run_queue_then_refuse_at_once_when_the_queue_is_full() -> N
     started = time.perf_counter()
     with pytest.raises(QueueFullError) as info:
         await admission.admit(model_name="m", limits=Limits(**limits), priority=0)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 1  # refused, not queued (the wait would be 300 s)
     exc = info.value
     assert exc.status == 503 and exc.code == "QUEUE_FULL" and exc.retry_after == 1
     status, headers, body = render_error(exc, "/v1/chat/completions")
