@@ -307,6 +307,23 @@ def served(gateway: str, model: str) -> list[int]:
     return sorted(i["served"] for i in info["instances"])
 
 
+def addresses(gateway: str, model: str) -> list[str]:
+    info = httpx.get(f"{gateway}/api/models/{model}/info", timeout=10).json()["model"]
+    return [i["address"] for i in info["instances"]]
+
+
+def engine_ttft(urls: list[str]) -> tuple[float, int]:
+    """The engines' own TTFT histogram (arrival there to first token): sum and count."""
+    total, count = 0.0, 0
+    for url in urls:
+        for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith("vllm:time_to_first_token_seconds_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("vllm:time_to_first_token_seconds_count"):
+                count += int(float(line.rsplit(" ", 1)[1]))
+    return total, count
+
+
 # -- the cost of the hint --------------------------------------------------------------------
 
 
@@ -432,6 +449,8 @@ def main() -> None:
                     "model": model, "messages": [{"role": "user", "content": "warm"}],
                     "max_tokens": 1}).raise_for_status()
             before = {arm: served(gateway, arm) for arm in POLICIES}
+            urls = {arm: addresses(gateway, arm) for arm in POLICIES} | {"oracle": oracle_urls}
+            engine_before = {arm: engine_ttft(u) for arm, u in urls.items()}
             try:
                 results = asyncio.run(run_all(chats, gateway, oracle))
             except Exception:
@@ -441,6 +460,10 @@ def main() -> None:
                 spread[arm] = sorted(a - b for a, b in zip(served(gateway, arm), before[arm],
                                                            strict=True))
             spread["oracle"] = sorted(oracle.sent)
+            engine_ms = {}
+            for arm, u in urls.items():
+                (sum_after, n_after), (sum_before, n_before) = engine_ttft(u), engine_before[arm]
+                engine_ms[arm] = (sum_after - sum_before) / max(1, n_after - n_before) * 1e3
         finally:
             proc.terminate()
             proc.wait(20)
@@ -461,8 +484,15 @@ def main() -> None:
               f"{s['cached']:>10.1f}")
     print("# uncached prompt tokens per arm, ×1000 (the engines' prefill work): " + ", ".join(
         f"{arm} {(r.prompt_tokens - r.cached_tokens) / 1000:.0f}" for arm, r in results.items()))
+    print("# mean TTFT ms at the engines (their own histogram: no relay, no client): " +
+          ", ".join(f"{arm} {ms:.1f}" for arm, ms in engine_ms.items()))
     for arm in ARMS:
         print(f"# requests per instance, {arm}: {spread[arm]}")
+    turns = sorted(results["oracle"].by_turn)
+    print("# mean TTFT ms by turn " + " ".join(f"{t + 1:>6}" for t in turns))
+    for arm, r in results.items():
+        print(f"# {arm:<20}" + " ".join(f"{statistics.fmean(r.by_turn[t]) * 1e3:>6.0f}"
+                                         for t in turns))
     rr, pa, best = (summary[a]["mean"] for a in ("round_robin", "prefix_aware", "oracle"))
     print(f"prefix_aware vs round_robin mean TTFT: {rr / pa:.2f}x lower; "
           f"vs oracle: {(pa / best - 1) * 100:+.1f} %")

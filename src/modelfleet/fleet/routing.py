@@ -108,14 +108,18 @@ def prefix_hashes(payload: dict[str, Any]) -> tuple[int, ...]:
     size = len(text)
     if size < BLOCK_CHARS:
         return ()
-    cuts: Sequence[int] = BOUNDARIES[:bisect.bisect_right(BOUNDARIES, size)]
-    if ends:
-        cuts = sorted(set(cuts).union(e for e in ends if e > BLOCK_CHARS))[:MAX_HASHES]
+    cuts = [*BOUNDARIES[:bisect.bisect_right(BOUNDARIES, size)],
+            *(e for e in ends if e > BLOCK_CHARS)]
+    cuts.sort()  # two sorted runs: a merge
     out = []
     h = start = 0
     for end in cuts:
+        if end == start:
+            continue  # a message that ends on a block boundary
         h = hash((h, text[start:end])) if start else _hash64(text[:end])
         out.append(h)
+        if len(out) == MAX_HASHES:
+            break
         start = end
     return tuple(out)
 

@@ -109,6 +109,9 @@ def test_prefix_hashes_cut_at_message_ends() -> None:
     later = prefix_hashes(chat(system, "why?", "because.", "and then?"))
     assert len(first) == 4 and first[:3] == other[:3] and first[-1] != other[-1]
     assert later[:len(first)] == first and len(later) == len(first) + 2
+    # a message ending inside the first block is no cut: the first hash is always the
+    # first block's (the ring's key); then the question's end (~430 characters)
+    assert len(prefix_hashes(chat("be brief.", "tell me everything " * 20))) == 2
 
 
 def test_prefix_hashes_cover_long_prompts_in_coarser_blocks_and_are_bounded() -> None:
