@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelfleet.errors import RateLimitedError
 from modelfleet.gateway.gates import GateSpec, InProcessBackend, queue_bound
+from modelfleet.gateway.ratelimit import RateWindow
 
 if TYPE_CHECKING:
     from modelfleet.settings import Limits, Settings
@@ -60,7 +61,7 @@ class AdmissionBackend(Protocol):
 class Ticket:
     """What an admitted request holds; ``release`` (or leaving ``async with``) gives it back."""
 
-    __slots__ = ("queued_s", "_backend", "_slots", "_key_id", "_released")
+    __slots__ = ("queued_s", "_backend", "_slots", "_key_id", "_released", "_rates")
 
     def __init__(
         self,
@@ -68,12 +69,14 @@ class Ticket:
         slots: tuple[Slot, ...],
         key_id: str | None,
         queued_s: float,
+        rates: RateWindow | None = None,
     ):
         self.queued_s = queued_s
         self._backend = backend
         self._slots = slots
         self._key_id = key_id
         self._released = False
+        self._rates = rates  # the in-process windows, written without a coroutine
 
     async def release(self, tokens: int = 0) -> None:
         """Give the slots back and add ``tokens`` to the key's TPM window. Idempotent."""
@@ -83,7 +86,10 @@ class Ticket:
         for slot in reversed(self._slots):
             await slot.release()
         if tokens > 0 and self._key_id is not None:
-            await self._backend.record_tokens(self._key_id, tokens)
+            if self._rates is not None:
+                self._rates.record(self._key_id, tokens)
+            else:
+                await self._backend.record_tokens(self._key_id, tokens)
 
     async def __aenter__(self) -> Ticket:
         return self
@@ -105,6 +111,8 @@ class Admission:
     ):
         self.backend: AdmissionBackend = backend or InProcessBackend()
         self.queue_timeout_s = queue_timeout_s
+        # In-process windows are checked directly: no coroutine per request for them.
+        self._rates = self.backend.rates if isinstance(self.backend, InProcessBackend) else None
         self._fleet = (
             None if max_concurrent is None
             else GateSpec(FLEET_GATE, max_concurrent, queue_bound(max_concurrent, max_queue))
@@ -151,13 +159,16 @@ class Admission:
         backend = self.backend
         if key_id is not None and (rpm is not None or tpm is not None):
             try:
-                await backend.check_rate(key_id, rpm, tpm)
+                if self._rates is not None:
+                    self._rates.check(key_id, rpm, tpm)
+                else:
+                    await backend.check_rate(key_id, rpm, tpm)
             except RateLimitedError:
                 self.rate_limited += 1
                 raise
         token_key = key_id if tpm is not None else None
         if limits.max_concurrent is None and self._fleet is None and model_name not in self._gated:
-            return Ticket(backend, (), token_key, 0.0)
+            return Ticket(backend, (), token_key, 0.0, self._rates)
         return await self._enter_gates(model_name, limits, priority, token_key)
 
     async def _enter_gates(
@@ -187,7 +198,7 @@ class Admission:
             for held in reversed(slots):
                 await held.release()
             raise
-        return Ticket(self.backend, tuple(slots), token_key, queued)
+        return Ticket(self.backend, tuple(slots), token_key, queued, self._rates)
 
     def stats(self) -> dict[str, Any]:
         """The fleet gate and each model's gate: running, waiting, peak_running, rejected."""

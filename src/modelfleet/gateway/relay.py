@@ -41,6 +41,7 @@ from modelfleet.settings import TimeoutSettings
 
 # Response headers worth passing on; hop-by-hop and length headers are ours to set.
 _PASS_HEADERS = frozenset({"content-type", "x-request-id", "cache-control"})
+_PASS_RAW = frozenset(name.encode() for name in _PASS_HEADERS)
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -201,8 +202,11 @@ class Relay:
             if retry_after.isdigit():
                 err.retry_after = float(retry_after)
             raise err
-        headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
-                   if k.lower() in _PASS_HEADERS]
+        if isinstance(resp, Response):  # names already lower-case bytes
+            headers = [(k, v) for k, v in resp.headers.raw if k in _PASS_RAW]
+        else:
+            headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
+                       if k.lower() in _PASS_HEADERS]
         if request_id is not None:  # ours, not the engine's echo of it
             headers = [h for h in headers if h[0] != b"x-request-id"]
             headers.append((b"x-request-id", request_id.encode()))

@@ -66,11 +66,20 @@ class UpstreamClosedError(UpstreamError):
 
 def plain_target(url: str) -> tuple[str, int, str] | None:
     """``(host, port, path)`` of a URL this client serves, else None (aiohttp's)."""
+    if url in _targets:
+        return _targets[url]
     match = _PLAIN_URL.match(url)
-    if match is None:
-        return None
-    host, port, path = match.groups()
-    return host.strip("[]"), int(port), path
+    target = None
+    if match is not None:
+        host, port, path = match.groups()
+        target = host.strip("[]"), int(port), path
+    if len(_targets) >= 1024:  # a few engines and routes in practice; stay bounded
+        _targets.clear()
+    _targets[url] = target
+    return target
+
+
+_targets: dict[str, tuple[str, int, str] | None] = {}
 
 
 class Headers:
@@ -96,7 +105,7 @@ class Response:
     """One answer, its body arriving on its connection."""
 
     __slots__ = ("status", "headers", "_conn", "_chunks", "_buffered", "_waiter", "_done",
-                 "_exc", "_keep_alive")
+                 "_exc", "_keep_alive", "_content_type")
 
     def __init__(self, conn: _Connection):
         self.status = 0
@@ -108,6 +117,7 @@ class Response:
         self._done = False
         self._exc: BaseException | None = None
         self._keep_alive = False
+        self._content_type: str | None = None
 
     @property
     def content(self) -> Response:
@@ -115,8 +125,10 @@ class Response:
 
     @property
     def content_type(self) -> str:
-        value = self.headers.get("content-type", "application/octet-stream")
-        return value.partition(";")[0].strip().lower()
+        if self._content_type is None:
+            value = self.headers.get("content-type", "application/octet-stream")
+            self._content_type = value.partition(";")[0].strip().lower()
+        return self._content_type
 
     async def read(self, idle: float | None = None) -> bytes:
         while not self._done:
