@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -82,3 +83,50 @@ class SendGuard:
         elif not message.get("more_body", False):
             self.finished = True
         await self._send(message)
+
+
+# How long a request runs before its disconnect watch begins. Most relayed requests are
+# over sooner, and a watching task costs more than such a request's whole relay; a
+# client that left earlier is noticed when the watch begins (an engine generates for
+# at most this much longer).
+WATCH_AFTER_S = 0.05
+
+
+class DisconnectWatch:
+    """Cancels ``task`` when the client disconnects before its response is complete.
+
+    Watching (a task waiting on ``receive``) begins ``delay`` seconds after the watch is
+    made; ``cancel()`` ends it, begun or not. ``fired`` says whether it cancelled the task.
+    """
+
+    __slots__ = ("_receive", "_send", "_task", "_timer", "_watching", "fired")
+
+    def __init__(self, receive: Receive, send: SendGuard, task: asyncio.Task[Any],
+                 delay: float = WATCH_AFTER_S):
+        self._receive = receive
+        self._send = send
+        self._task = task
+        self._watching: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            delay, self._begin)
+        self.fired = False
+
+    def _begin(self) -> None:
+        self._timer = None
+        self._watching = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if not self._send.finished:
+                    self.fired = True
+                    self._task.cancel()
+                return
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._watching is not None:
+            self._watching.cancel()

@@ -36,6 +36,7 @@ from modelfleet.fleet.routing import NO_HINT, RouteHint, prefix_hashes
 from modelfleet.gateway.admission import Admission, Ticket
 from modelfleet.gateway.asgi import (
     ClientDisconnected,
+    DisconnectWatch,
     Receive,
     Scope,
     Send,
@@ -250,7 +251,7 @@ class Proxy:
         guard = send if isinstance(send, SendGuard) else SendGuard(send)
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(_cancel_on_disconnect(receive, guard, task))
+        watcher = DisconnectWatch(receive, guard, task)
         if scope.get("query_string"):
             upstream_path += "?" + scope["query_string"].decode("latin-1")
         trace = Trace(model.name, route_label(scope["path"]), began)
@@ -260,9 +261,9 @@ class Proxy:
                 await self._relay_with_retries(scope, guard, model, upstream_path, body,
                                                max_tokens, trace, hint)
         except asyncio.CancelledError:
-            if request.aborted and not watcher.done():  # POST /abort: tell the client
+            if request.aborted and not watcher.fired:  # POST /abort: tell the client
                 await answer_aborted(request, guard, scope["path"], trace)
-            elif not watcher.done() or watcher.cancelled():
+            elif not watcher.fired:
                 raise
             else:
                 trace.status = 499
@@ -491,12 +492,3 @@ def _renamed(body: bytes, name: str) -> bytes:
     payload["model"] = name
     return orjson.dumps(payload)
 
-
-async def _cancel_on_disconnect(receive: Receive, send: SendGuard, task: asyncio.Task) -> None:
-    """Cancel ``task`` when the client disconnects before its response is complete."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not send.finished:
-                task.cancel()
-            return
