@@ -11,7 +11,8 @@ apps whose system prompt it shares, and runs its turns one after the other:
 each turn sends the whole conversation so far plus a new user message, streams
 the answer to its end, and the user thinks a while before the next. Sizes are
 drawn per app, chat and turn from the ranges given (words; the simulator counts
-a word as a token). TTFT is the time to the first content chunk.
+a word as a token). TTFT is the time to the first content chunk; the engines'
+own TTFT (their histogram: no relay, no client) is reported beside it.
 
 Arms: ``round_robin``, ``least_outstanding``, ``power_of_two``,
 ``prefix_aware``, ``session`` (``X-Session-Id`` = the chat), and ``oracle``:
@@ -25,7 +26,7 @@ All arms run at the same time, each on its own engines, so load from
 elsewhere on the machine falls on every arm alike. The think time keeps the
 streams few enough for the two cores of a small machine to relay for six arms.
 
-    .venv/bin/python bench/routing.py                   # full run (~4 minutes)
+    .venv/bin/python bench/routing.py                   # full run (~3.5 minutes)
     .venv/bin/python bench/routing.py --smoke           # seconds, for tests
     .venv/bin/python bench/routing.py --plot docs/img/routing.png   # needs matplotlib
 """
@@ -357,8 +358,8 @@ def hint_cost(bodies: list[dict[str, Any]]) -> tuple[float, float, float]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def plot(results: dict[str, Results], summary: dict[str, dict[str, float]], path: str,
-         title: str) -> None:
+def plot(results: dict[str, Results], summary: dict[str, dict[str, float]],
+         engine_ms: dict[str, float], path: str, title: str) -> None:
     try:
         import matplotlib
 
@@ -368,13 +369,18 @@ def plot(results: dict[str, Results], summary: dict[str, dict[str, float]], path
         print("# matplotlib is not installed: no plot written")
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-    labels = [a.replace("_", "\n") for a in summary]
-    left.bar(labels, [s["mean"] for s in summary.values()], color="tab:blue", label="mean")
-    left.scatter(labels, [s["p99"] for s in summary.values()], color="black", marker="_",
-                 s=500, label="p99")
-    left.set_ylabel("TTFT (ms)")
+    places = range(len(summary))
+    left.bar([x - 0.2 for x in places], [s["mean"] for s in summary.values()], width=0.4,
+             color="tab:blue", label="mean, at the client")
+    left.bar([x + 0.2 for x in places], [engine_ms[a] for a in summary], width=0.4,
+             color="tab:orange", label="mean, at the engines")
+    left.scatter([x - 0.2 for x in places], [s["p99"] for s in summary.values()],
+                 color="black", marker="_", s=300, label="p99, at the client")
+    left.set_xticks(list(places), [a.replace("_", "\n") for a in summary])
+    left.set_yscale("log")
+    left.set_ylabel("TTFT (ms, log scale)")
     left.set_title("TTFT per arm")
-    left.legend()
+    left.legend(fontsize="small")
     for arm, res in results.items():
         turns = sorted(res.by_turn)
         right.plot([t + 1 for t in turns],
@@ -499,7 +505,7 @@ def main() -> None:
     print(f"# hint cost per request: prefix_hashes {hash_us:.1f} µs, prefix_aware choose "
           f"{choose_us:.1f} µs ({blocks:.1f} blocks per prompt on average)")
     if plot_path:
-        plot(results, summary, plot_path, title)
+        plot(results, summary, engine_ms, plot_path, title)
 
 
 if __name__ == "__main__":
