@@ -392,7 +392,8 @@ async def test_injected_errors_and_stalls() -> None:
             if line.startswith(b"data: {"):
                 arrivals.append(time.monotonic())
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-        assert gaps[1] >= 0.2 and max(gaps[:1] + gaps[2:]) < 0.1  # between tokens 2 and 3
+        # The stall falls between tokens 2 and 3 (timers may wake a hair early).
+        assert gaps[1] >= 0.18 and max(gaps[:1] + gaps[2:]) < 0.1
 
 
 async def test_crash_after(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,7 +138,8 @@ async def test_redis_closed_port_fails_fast_and_start_does_not_raise(
     make_redis_store: MakeStore,
 ) -> None:
     async with asyncio.timeout(HANG_GUARD_S):
-        store = await make_redis_store(f"redis://127.0.0.1:{free_port()}/0")
+        store = await make_redis_store(f"redis://127.0.0.1:{free_port()}/0",
+                                       op_timeout_s=OP_TIMEOUT_S)
         assert not store.available
         sub = store.subscribe()
         for call in (store.nodes(), store.instances(), store.put_node(node("n"), ttl_s=5),
@@ -170,7 +171,8 @@ async def test_redis_that_never_answers_times_out_instead_of_hanging(
     make_redis_store: MakeStore, silent_server: int,
 ) -> None:
     async with asyncio.timeout(HANG_GUARD_S):
-        store = await make_redis_store(f"redis://127.0.0.1:{silent_server}/0")
+        store = await make_redis_store(f"redis://127.0.0.1:{silent_server}/0",
+                                       op_timeout_s=OP_TIMEOUT_S)
         assert not store.available
         with pytest.raises(MetastoreUnavailableError):
             await store.instances()
@@ -188,7 +190,7 @@ def pausable_url(request: pytest.FixtureRequest) -> str:
 async def test_redis_client_pause_fails_calls_fast_and_they_recover(
     make_redis_store: MakeStore, pausable_url: str,
 ) -> None:
-    store = await make_redis_store(pausable_url)
+    store = await make_redis_store(pausable_url, op_timeout_s=OP_TIMEOUT_S)
     admin = Redis.from_url(pausable_url)
     await store.put_instance(instance("a/chat/pd/1"), ttl_s=60)
     try:
