@@ -57,7 +57,7 @@ from modelfleet.protocol.openai import (
     CompletionRequest,
     EmbeddingRequest,
     RerankRequest,
-    validate,
+    check,
 )
 from modelfleet.settings import Settings
 
@@ -150,7 +150,7 @@ class Proxy:
             return {}
         payload = parse_json(body)
         if spec.request is not None:
-            validate(spec.request, payload)
+            check(spec.request, payload)
         elif not isinstance(payload, dict):
             raise InvalidRequestError("request body must be a JSON object")
         return payload

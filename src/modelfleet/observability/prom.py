@@ -25,6 +25,7 @@ MAX_CHILDREN = 8192
 class PromMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._common: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("modelfleet_requests", "Requests answered, by status code.",
                                 ["model", "route", "status"], registry=r)
@@ -62,19 +63,30 @@ class PromMetrics:
                                    "Mean decoding throughput, tokens per second.", registry=r)
 
     def observe(self, rec: RequestRecord) -> None:
-        model = rec.model or "-"
-        self._child(self.requests, model, rec.route, str(rec.status)).inc()
+        key = (rec.model, rec.route, rec.status, rec.instance, rec.role)
+        common = self._common.get(key)
+        if common is None:  # the series every such request touches, looked up once
+            if len(self._common) >= MAX_CHILDREN:
+                self._common.clear()
+            common = self._common[key] = (
+                self.requests.labels(rec.model or "-", rec.route, str(rec.status)),
+                self.e2e.labels(rec.model, rec.instance or "none", rec.role)
+                if rec.model else None,
+                self.queue.labels(rec.model) if rec.model else None)
+        requests, e2e, queue = common
+        requests.inc()
         if not rec.ok and rec.status != 499:
-            self._child(self.errors, model, rec.error_type or f"HTTP_{rec.status}").inc()
-        if not rec.model:
+            self._child(self.errors, rec.model or "-", rec.error_type or f"HTTP_{rec.status}"
+                        ).inc()
+        if e2e is None or queue is None:  # refused before a model was known
             return
         if rec.prompt_tokens:
             self._child(self.tokens, rec.model, "prompt").inc(rec.prompt_tokens)
         if rec.completion_tokens:
             self._child(self.tokens, rec.model, "completion").inc(rec.completion_tokens)
+        e2e.observe(rec.e2e_s)
+        queue.observe(rec.queue_s)
         instance = rec.instance or "none"
-        self._child(self.e2e, rec.model, instance, rec.role).observe(rec.e2e_s)
-        self._child(self.queue, rec.model).observe(rec.queue_s)
         if rec.ttft_s is not None:
             self._child(self.ttft, rec.model, instance, rec.role).observe(rec.ttft_s)
         if rec.tpot_s is not None:

@@ -189,3 +189,80 @@ def validate(model: type[BaseModel], payload: Any) -> BaseModel:
         raise InvalidRequestError(
             f"{param}: {first['msg']}" if param else first["msg"], param=param
         ) from None
+
+
+def check(model: type[BaseModel], payload: Any) -> None:
+    """``validate`` for the request path, whose answer it does not need: a plainly valid
+    chat request (every known field of its exact JSON type and in range) is accepted
+    without building the model; anything else goes to pydantic, which decides and names
+    the problem. The plain check accepts only what pydantic accepts (tests compare them)."""
+    if model is ChatCompletionRequest and type(payload) is dict and _plain_chat(payload):
+        return
+    validate(model, payload)
+
+
+def _num(value: object, low: float, high: float, low_open: bool = False) -> bool:
+    if type(value) is not int and type(value) is not float:
+        return value is None
+    return (low < value if low_open else low <= value) and value <= high
+
+
+def _count(value: object, low: int, high: int | None = None) -> bool:
+    if type(value) is not int:
+        return value is None
+    return low <= value and (high is None or value <= high)
+
+
+def _optional(value: object, kind: type) -> bool:
+    return value is None or type(value) is kind
+
+
+def _plain_message(message: object) -> bool:
+    if type(message) is not dict:
+        return False
+    role = message.get("role")
+    if type(role) is not str or not 1 <= len(role) <= 64:
+        return False
+    content = message.get("content")
+    if type(content) is list:
+        if not all(type(part) is dict for part in content):
+            return False
+    elif content is not None and type(content) is not str:
+        return False
+    return _optional(message.get("name"), str) and not any(k[:1] == "_" for k in message)
+
+
+_CHAT_FIELDS = {
+    "model": lambda v: v is None or (type(v) is str and len(v) <= 512),
+    "messages": lambda v: (type(v) is list and 1 <= len(v) <= MAX_MESSAGES
+                           and all(_plain_message(m) for m in v)),
+    "max_tokens": lambda v: _count(v, 1),
+    "max_completion_tokens": lambda v: _count(v, 1),
+    "n": lambda v: _count(v, 1, MAX_N),
+    "seed": lambda v: _count(v, -(2**63), 2**64),
+    "temperature": lambda v: _num(v, 0, 2),
+    "top_p": lambda v: _num(v, 0, 1, low_open=True),
+    "presence_penalty": lambda v: _num(v, -2, 2),
+    "frequency_penalty": lambda v: _num(v, -2, 2),
+    "stream": lambda v: _optional(v, bool),
+    "user": lambda v: _optional(v, str),
+    "stop": lambda v: (v is None or (type(v) is str and len(v) <= MAX_STOP)
+                       or (type(v) is list and len(v) <= MAX_STOP
+                           and all(type(x) is str for x in v))),
+    "stream_options": lambda v: v is None or (
+        type(v) is dict and _optional(v.get("include_usage"), bool)
+        and not any(k[:1] == "_" for k in v)),
+}
+
+
+def _plain_chat(payload: dict[str, Any]) -> bool:
+    if "messages" not in payload:
+        return False
+    for key, value in payload.items():
+        rule = _CHAT_FIELDS.get(key)
+        if rule is None:
+            if key[:1] == "_":  # not a plain extra field: let pydantic judge it
+                return False
+        elif not rule(value):
+            return False
+    return True
