@@ -11,6 +11,7 @@ size, Host, authentication, role; the caller's Principal is put in
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,7 +56,7 @@ from modelfleet.errors import (
     as_fleet_error,
     render_error,
 )
-from modelfleet.gateway.asgi import Receive, Scope, Send, send_error
+from modelfleet.gateway.asgi import Message, Receive, Scope, Send, send_error
 from modelfleet.gateway.proxy import INFERENCE_ROUTES
 from modelfleet.settings import Settings
 
@@ -191,6 +192,8 @@ class GatewayApp:
             if spec is not None:
                 await self.core.proxy.handle(scope, receive, send, spec)
                 return
+        if kind == "lifespan":
+            send = _freeze_after_startup(send)
         await self.api(scope, receive, send)
 
     def begin_shutdown(self) -> None:
@@ -201,6 +204,20 @@ class GatewayApp:
         if self.core is None:
             raise NotFoundError("not ready")
         await self.core.proxy.handle_any(scope, receive, send)
+
+
+def _freeze_after_startup(send: Send) -> Send:
+    """The lifespan's ``send``: once startup is complete, everything made so far (modules,
+    routes, mappers, the fleet: most of the heap) moves to the collector's permanent
+    generation, so a full collection scans only what serving made since. Measured under
+    load, full collections otherwise paused every request for 100 ms and more."""
+    async def forward(message: Message) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            gc.collect()
+            gc.freeze()
+        await send(message)
+
+    return forward
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, err: FleetError) -> None:
