@@ -1,14 +1,17 @@
 """Percentiles over a sliding window, without keeping every sample forever.
 
 A ``Window`` keeps the samples of the last ``span_s`` seconds, at most ``cap`` of
-them (the oldest go first), and sorts them only when asked for figures.
+them (the oldest go first), and sorts them only when asked for figures. Samples
+live in two arrays of doubles (16 bytes a sample, not a tuple and two floats:
+a gateway holds a few dozen full windows); the arrays grow on demand, and the
+part that fell out of the window is cut off once it is as long as the window.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from array import array
 from typing import Any
 
 SPAN_S = 300.0
@@ -16,20 +19,37 @@ CAP = 4096
 
 
 class Window:
-    __slots__ = ("span_s", "samples")
+    __slots__ = ("span_s", "cap", "_at", "_values", "_start")
 
     def __init__(self, span_s: float = SPAN_S, cap: int = CAP):
         self.span_s = span_s
-        self.samples: deque[tuple[float, float]] = deque(maxlen=cap)
+        self.cap = cap
+        self._at = array("d")
+        self._values = array("d")
+        self._start = 0  # samples before this index have left the window
 
     def add(self, value: float, now: float | None = None) -> None:
-        self.samples.append((time.monotonic() if now is None else now, value))
+        self._at.append(time.monotonic() if now is None else now)
+        self._values.append(value)
+        if len(self._at) - self._start > self.cap:
+            self._start += 1
+            if self._start >= self.cap:
+                self._compact()
 
     def values(self, now: float | None = None) -> list[float]:
         horizon = (time.monotonic() if now is None else now) - self.span_s
-        while self.samples and self.samples[0][0] < horizon:
-            self.samples.popleft()
-        return [v for _, v in self.samples]
+        at, start, end = self._at, self._start, len(self._at)
+        while start < end and at[start] < horizon:
+            start += 1
+        self._start = start
+        if start >= self.cap:
+            self._compact()
+        return self._values[self._start:].tolist()
+
+    def _compact(self) -> None:
+        del self._at[:self._start]
+        del self._values[:self._start]
+        self._start = 0
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         """mean, p50, p95, p99, min, max and the sample count (None figures when empty)."""
