@@ -38,7 +38,7 @@ import orjson
 from arms import ARMS, start_stack
 from coldstart import cold_start
 from measure import ArmResult, latency, set_layout, sse, throughput, top_up
-from report import as_json, figures, plot, tables, target_lines
+from report import as_json, figures, from_json, plot, tables, target_lines
 
 REPO = Path(__file__).resolve().parent.parent
 PLOT = REPO / "docs" / "img" / "bench_compare.png"
@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cold-rounds", type=int, default=3)
     parser.add_argument("--plot", type=Path, help=f"PNG to write (full run: {PLOT})")
     parser.add_argument("--json", type=Path, help="write every figure as JSON here")
+    parser.add_argument("--from-json", type=Path,
+                        help="measure nothing: print and plot what an earlier --json holds")
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.rounds, args.latency_seconds, args.sse_seconds = 2, 1, 0.5, 0.5
@@ -75,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        replay(args)
+        return
     rates = [float(r) for r in args.rates.split(",")]
     names = tuple(n for n in args.arms.split(",") if n)
     began = time.monotonic()
@@ -135,6 +140,19 @@ def main(argv: list[str] | None = None) -> None:
                                            option=orjson.OPT_INDENT_2))
     if cold and any(n != 1 for n in cold["spawns"]):
         sys.exit(f"cold start spawned {cold['spawns']} engines; one per burst expected")
+
+
+def replay(args: argparse.Namespace) -> None:
+    data = orjson.loads(args.from_json.read_bytes())
+    results, rates = from_json(data)
+    meta = data["meta"]
+    print("\n".join([*tables(results, rates), ""]))
+    print("\n".join(target_lines(figures(results, rates))))
+    if args.plot:
+        plot(results, rates, args.plot,
+             f"{meta['date']}, {meta['cpu']} ({meta['cpus']} cores); gateway on 1 core, "
+             f"load and upstreams on the other")
+        print(f"# plot: {args.plot}")
 
 
 def _step(what: str, began: float) -> None:

@@ -124,7 +124,7 @@ def plot(results: dict[str, ArmResult], rates: list[float], path: Path, title: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     names = list(results)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -148,7 +148,10 @@ def plot(results: dict[str, ArmResult], rates: list[float], path: Path, title: s
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(rates, [f"{r:g}" for r in rates])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("arrival rate, requests/s (open loop)")
         ax.set_ylabel(f"{label} latency, ms")
         ax.legend(fontsize=8)
@@ -166,3 +169,14 @@ def as_json(results: dict[str, ArmResult], cold: dict[str, Any] | None,
                             "served": r.served, "rps": r.rps,
                             "latency": {str(k): v for k, v in r.latency.items()},
                             "sse": r.sse} for name, r in results.items()}}
+
+
+def from_json(data: dict[str, Any]) -> tuple[dict[str, ArmResult], list[float]]:
+    """The results ``as_json`` wrote, and the rates they were measured at."""
+    results = {name: ArmResult(rss_idle_mb=arm["rss_idle_mb"], rss_after_mb=arm["rss_after_mb"],
+                               served=arm["served"], rps=arm["rps"],
+                               latency={float(k): v for k, v in arm["latency"].items()},
+                               sse=arm["sse"])
+               for name, arm in data["arms"].items()}
+    rates = sorted({rate for r in results.values() for rate in r.latency})
+    return results, rates
