@@ -306,7 +306,8 @@ class Pool:
                       headers: dict[str, str], timeout: float | None = None) -> Response:
         """POST ``body`` to ``path`` on ``host:port``; the response once its head arrived
         (within ``timeout`` s, connecting included)."""
-        lines = [f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 bracketed
+        lines = [f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n"
                  f"Content-Length: {len(body)}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value:

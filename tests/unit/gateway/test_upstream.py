@@ -261,3 +261,22 @@ async def test_upstream_head_and_idle_timeouts() -> None:
             await resp.readany(0.2)
         resp.close()
     assert not pool._idle.get(("127.0.0.1", port))
+
+
+async def test_upstream_sends_an_ipv6_host_in_brackets() -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    port = free_port()
+    try:
+        srv = await asyncio.start_server(record, "::1", port)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with srv:
+        resp = await Pool(5.0).request("::1", port, "/v1", b"{}", {})
+        assert resp.status == 204 and await resp.read() == b""
+    assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
