@@ -188,6 +188,7 @@ class Core:
             await self.coordinator.close()
             await self.proxy.media.close()
             await self.admission.close()
+            self.relay.close()
             await self.session.close()
         finally:
             await self.store.close()

@@ -52,13 +52,16 @@ fencing tokens, validation on read, events through the same bounded fan-out.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from modelfleet.errors import ConfigError
 from modelfleet.metastore.base import Metastore, MetastoreUnavailableError
 from modelfleet.metastore.memory import MemoryMetastore
 from modelfleet.metastore.records import Assignment, DeviceInfo, Event, InstanceRecord, NodeRecord
-from modelfleet.metastore.redis_backend import RedisMetastore
+
+if TYPE_CHECKING:
+    from modelfleet.metastore.redis_backend import RedisMetastore
 
 __all__ = [
     "Assignment", "DeviceInfo", "Event", "InstanceRecord", "MemoryMetastore", "Metastore",
@@ -82,7 +85,18 @@ def open_metastore(url: str | None, *, prefix: str = "modelfleet:",
     _check_redis_url(url, "redis_url")
     if not 0 < op_timeout_s <= 60:
         raise ConfigError(f"op_timeout_s must be in (0, 60], not {op_timeout_s}")
+    # Imported here: redis-py costs memory a gateway without Redis never needs.
+    from modelfleet.metastore.redis_backend import RedisMetastore
+
     return RedisMetastore(url, prefix=prefix, op_timeout_s=op_timeout_s)
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisMetastore":
+        from modelfleet.metastore.redis_backend import RedisMetastore
+
+        return RedisMetastore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_client_config(text: str) -> str | None:

@@ -135,3 +135,13 @@ async def test_concurrent_writers_do_not_fail(store: Store) -> None:
     rows, total = await store.models.list(size=100)
     assert total == 20
     assert sorted(r.priority for r in rows) == list(range(20))
+
+
+def test_head_revision_is_alembics_head() -> None:
+    """The shortcut that skips Alembic on a migrated store reads the newest migration
+    from the file names: they must agree with Alembic's own head."""
+    from alembic.script import ScriptDirectory
+
+    from modelfleet.store.db import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
