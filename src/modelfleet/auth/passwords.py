@@ -7,17 +7,27 @@ helpers run them in a worker thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+import functools
+from typing import TYPE_CHECKING
 
 from modelfleet.errors import InvalidRequestError
 
-_hasher = PasswordHasher()
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
-# Checked when a user does not exist, so that a wrong name costs what a wrong password does.
-_DUMMY = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _argon() -> tuple[PasswordHasher, str]:
+    """The hasher and a dummy hash, checked when a user does not exist (so a wrong
+    name costs what a wrong password does). Made on first use: a gateway whose
+    callers use API keys never loads argon2."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash("not a password of anyone")
 
 
 def check_strength(password: str) -> None:
@@ -28,14 +38,17 @@ def check_strength(password: str) -> None:
 
 async def hash_password(password: str) -> str:
     check_strength(password)
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(_argon()[0].hash, password)
 
 
 def verify_password_sync(password_hash: str | None, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     if len(password) > MAX_LENGTH:
         return False
+    hasher, dummy = _argon()
     try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+        return hasher.verify(password_hash or dummy, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -22,8 +22,6 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from modelfleet.errors import BodyTooLargeError, FleetError, InvalidRequestError
 from modelfleet.gateway.media_file import read_file_url
 from modelfleet.gateway.media_http import MediaFetcher
@@ -50,6 +48,8 @@ def check_image(data: bytes, max_pixels: int) -> str:
     Raises InvalidRequestError (400 ``INVALID_MEDIA``) for anything else or a damaged
     file, BodyTooLargeError (413 ``MEDIA_TOO_LARGE``) past ``max_pixels``.
     """
+    from PIL import Image  # here: requests without images never load Pillow
+
     try:
         with Image.open(io.BytesIO(data), formats=_FORMATS) as image:
             fmt, (width, height) = image.format, image.size
