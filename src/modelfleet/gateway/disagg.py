@@ -41,7 +41,7 @@ from modelfleet.fleet.model import Instance, ManagedModel
 from modelfleet.fleet.routing import NO_HINT, RouteHint
 from modelfleet.gateway.asgi import Scope, SendGuard
 from modelfleet.gateway.inflight import using
-from modelfleet.gateway.relay import Relay
+from modelfleet.gateway.relay import Outcome, Relay
 from modelfleet.gateway.trace import Trace
 from modelfleet.observability.records import MetricsBook
 
@@ -81,20 +81,8 @@ class Disaggregator:
                     tried.append(inst)
                     reached = True
                     trace.reached(model.name, inst)
-                    try:
-                        outcome = await self.relay.forward(
-                            send, scope["method"], inst.base_url + upstream_path, body,
-                            path=scope["path"], max_tokens=max_tokens,
-                            api_key=model.cfg.api_key, rewriter=model.rewriter,
-                            session=inst.session, request_id=using(model, inst))
-                    except FleetError as exc:
-                        if retryable(exc):
-                            model.report(inst, ok=False)
-                        raise
-                    if outcome.error is None:
-                        model.report(inst, ok=True)
-                    elif retryable(outcome.error):
-                        model.report(inst, ok=False)
+                    outcome = await forward_reported(self.relay, send, scope, model, inst,
+                                                     upstream_path, body, max_tokens)
                 trace.answered(outcome)
                 if outcome.error is None and outcome.status < 400:
                     model.note_success()
@@ -206,8 +194,30 @@ def has_media(payload: dict[str, Any]) -> bool:
     return False
 
 
+async def forward_reported(relay: Relay, send: SendGuard, scope: Scope, model: ManagedModel,
+                           inst: Instance, upstream_path: str, body: bytes,
+                           max_tokens: object) -> Outcome:
+    """Relay the request to ``inst`` and tell its circuit breaker how that went (a
+    failure another instance would avoid counts against it; a 4xx does not)."""
+    try:
+        outcome = await relay.forward(
+            send, scope["method"], inst.base_url + upstream_path, body,
+            path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
+            rewriter=model.rewriter, session=inst.session, request_id=using(model, inst))
+    except FleetError as exc:
+        if retryable(exc):
+            model.report(inst, ok=False)
+        raise
+    if outcome.error is None:
+        model.report(inst, ok=True)
+    elif retryable(outcome.error):
+        model.report(inst, ok=False)
+    return outcome
+
+
 def retryable(exc: FleetError) -> bool:
-    """Worth another instance of the role: the plain path's rule (``proxy._retryable``):
-    the engine broke, was unreachable or answered 500/502/503; never a timeout."""
+    """Worth another instance: the engine broke, was unreachable or answered
+    500/502/503. A timeout is not retried: the work may still be running, and the
+    client has already waited the whole first-byte budget."""
     return exc.status in (500, 502, 503) and exc.code not in ("QUEUE_FULL",
                                                                "ENGINE_NOT_INSTALLED")

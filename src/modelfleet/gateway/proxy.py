@@ -46,8 +46,8 @@ from modelfleet.gateway.asgi import (
     send_error,
 )
 from modelfleet.gateway.bounds import check_steering
-from modelfleet.gateway.disagg import Disaggregator
-from modelfleet.gateway.inflight import InFlightRegistry, answer_aborted, using
+from modelfleet.gateway.disagg import Disaggregator, forward_reported, retryable
+from modelfleet.gateway.inflight import InFlightRegistry, answer_aborted
 from modelfleet.gateway.media import MediaFetcher, inline_media
 from modelfleet.gateway.relay import Relay
 from modelfleet.gateway.trace import Trace
@@ -300,7 +300,7 @@ class Proxy:
                                            tried, trace, hint)
                     return
                 except FleetError as exc:
-                    if send.started or not _retryable(exc):
+                    if send.started or not retryable(exc):
                         raise
                     last = exc
                     # No instance was reached (the model could not start): go to fallbacks.
@@ -328,21 +328,8 @@ class Proxy:
             tried.append(instance)
             trace.reached(model.name, instance)
             self.metrics.note_running(self.fleet.in_flight())
-            try:
-                outcome = await self.relay.forward(
-                    send, scope["method"], instance.base_url + upstream_path, body,
-                    path=scope["path"], max_tokens=max_tokens, api_key=model.cfg.api_key,
-                    rewriter=model.rewriter, session=instance.session,
-                    request_id=using(model, instance),
-                )
-            except FleetError as exc:
-                if _retryable(exc):
-                    model.report(instance, ok=False)
-                raise
-            if outcome.error is None:
-                model.report(instance, ok=True)
-            elif _retryable(outcome.error):
-                model.report(instance, ok=False)
+            outcome = await forward_reported(self.relay, send, scope, model, instance,
+                                             upstream_path, body, max_tokens)
         trace.answered(outcome)
         if outcome.error is None and outcome.status < 400:
             model.note_success()
@@ -400,12 +387,12 @@ class Proxy:
                             instance.base_url + upstream_path, payload, max_tokens=max_tokens,
                             api_key=model.cfg.api_key, session=instance.session)
                     except FleetError as exc:
-                        if _retryable(exc):
+                        if retryable(exc):
                             model.report(instance, ok=False)
                         raise
                     model.report(instance, ok=True)
             except FleetError as exc:
-                if (not _retryable(exc) or len(tried) == before
+                if (not retryable(exc) or len(tried) == before
                         or len(tried) >= len(model.instances)):
                     raise
                 continue
@@ -476,15 +463,6 @@ def route_hint(model: ManagedModel, payload: dict[str, Any],
         user = payload.get("user")
         return RouteHint(session=user) if isinstance(user, str) and user else NO_HINT
     return NO_HINT
-
-
-def _retryable(exc: FleetError) -> bool:
-    """Worth another instance: the engine broke, was unreachable or answered 5xx.
-
-    A timeout is not retried: the work may still be running, and the client
-    has already waited the whole first-byte budget.
-    """
-    return exc.status in (500, 502, 503) and exc.code not in ("QUEUE_FULL", "ENGINE_NOT_INSTALLED")
 
 
 def _renamed(body: bytes, name: str) -> bytes:
